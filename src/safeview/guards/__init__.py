@@ -1,0 +1,71 @@
+"""Guards: classifiers with gradients, chosen by name (``"open-nsfw"``, ``"imagenet"``)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import torch
+
+from safeview.guards.base import (
+    Guard,
+    Verdict,
+    default_target,
+    is_flagged,
+    scores,
+    select_device,
+)
+
+GuardFactory = Callable[[torch.device], Guard]
+
+
+def _open_nsfw(device: torch.device) -> Guard:
+    from safeview.guards.open_nsfw import OpenNSFWGuard
+
+    return OpenNSFWGuard(device)
+
+
+def _imagenet(device: torch.device) -> Guard:
+    from safeview.guards.imagenet import ImageNetGuard
+
+    return ImageNetGuard(device)
+
+
+_FACTORIES: dict[str, GuardFactory] = {"open-nsfw": _open_nsfw, "imagenet": _imagenet}
+_CACHE: dict[tuple[str, str], Guard] = {}
+_LOCK = threading.Lock()
+
+
+def register_guard(name: str, factory: GuardFactory) -> None:
+    """Make ``factory(device) -> Guard`` loadable as ``name`` everywhere (API, CLI)."""
+    _FACTORIES[name] = factory
+
+
+def available_guards() -> list[str]:
+    return sorted(_FACTORIES)
+
+
+def load_guard(guard: str | Guard, device: str | torch.device | None = None) -> Guard:
+    """A guard by name, loaded once per process and device; a Guard object is returned as is."""
+    if not isinstance(guard, str):
+        return guard
+    if guard not in _FACTORIES:
+        raise ValueError(f"unknown guard {guard!r} (available: {', '.join(available_guards())})")
+    resolved = select_device(device)
+    key = (guard, str(resolved))
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = _FACTORIES[guard](resolved)
+        return _CACHE[key]
+
+
+__all__ = [
+    "Guard",
+    "Verdict",
+    "available_guards",
+    "default_target",
+    "is_flagged",
+    "load_guard",
+    "register_guard",
+    "scores",
+]

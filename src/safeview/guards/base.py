@@ -1,0 +1,101 @@
+"""The guard protocol: a classifier with gradients that says how unsafe an image is.
+
+A guard is a small object: its categories, how it preprocesses pixels, a torch module that maps the
+preprocessed batch to logits (gradients flow through it, for attribution), and a decision rule. The
+rest of safeview talks only to this protocol, so a trained checkpoint or a VLM-backed guard plugs in
+without touching the pipeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+import torch
+
+from safeview.io import resize
+
+Decision = Literal["threshold", "top1"]
+
+
+@runtime_checkable
+class Guard(Protocol):
+    """What the pipeline needs from a guard."""
+
+    name: str
+    version: str
+    categories: tuple[str, ...]
+    #: ``"threshold"``: flagged while p(target) >= threshold (binary safety guards).
+    #: ``"top1"``: flagged while the target class is the top-1 class (generic classifiers).
+    decision: Decision
+    #: The category a ``"threshold"`` guard flags (e.g. ``"nsfw"``); None for ``"top1"`` guards.
+    unsafe_category: str | None
+    #: (width, height) of the module's input.
+    input_size: tuple[int, int]
+    module: torch.nn.Module
+    device: torch.device
+
+    def preprocess(self, images: list[np.ndarray] | np.ndarray) -> torch.Tensor:
+        """RGB uint8 images of any size -> the module's NCHW float input (whole image, no crop)."""
+        ...
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Module output -> per-category probabilities."""
+        ...
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A guard's decision on one image for one target category."""
+
+    target: int
+    probability: float
+    flagged: bool
+
+
+def default_target(guard: Guard, probs: np.ndarray) -> int:
+    """The category the search must remove: the unsafe one, or the top-1 class."""
+    if guard.decision == "threshold" and guard.unsafe_category is not None:
+        return guard.categories.index(guard.unsafe_category)
+    return int(np.argmax(probs))
+
+
+def is_flagged(guard: Guard, probs: np.ndarray, target: int, threshold: float) -> np.ndarray:
+    """Whether each row of ``probs`` (B, C) still carries the guard's decision for ``target``."""
+    probs = np.atleast_2d(probs)
+    if guard.decision == "threshold":
+        return np.asarray(probs[:, target] >= threshold)
+    return np.asarray(np.argmax(probs, axis=1) == target)
+
+
+def scores(guard: Guard, images: list[np.ndarray] | np.ndarray, batch_size: int = 16) -> np.ndarray:
+    """Probabilities (B, C) for RGB uint8 images, without gradients, in batches."""
+    batch = list(images) if not isinstance(images, np.ndarray) or images.ndim == 4 else [images]
+    out = []
+    with torch.inference_mode():
+        for start in range(0, len(batch), batch_size):
+            x = guard.preprocess(batch[start : start + batch_size])
+            out.append(guard.probabilities(guard.module(x)).float().cpu().numpy())
+    return np.concatenate(out, axis=0)
+
+
+def resize_batch(images: list[np.ndarray] | np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize every image to ``size`` = (width, height): the whole image, squashed, no crop."""
+    batch = [images] if isinstance(images, np.ndarray) and images.ndim == 3 else images
+    return np.stack([resize(np.asarray(image), size) for image in batch])
+
+
+def select_device(device: str | torch.device | None = None) -> torch.device:
+    """``None`` or ``"auto"`` picks CUDA when present, else CPU."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def disable_inplace(module: torch.nn.Module) -> torch.nn.Module:
+    """Turn off in-place activations so forward hooks see unmodified layer outputs."""
+    for child in module.modules():
+        if hasattr(child, "inplace") and isinstance(child.inplace, bool):
+            child.inplace = False
+    return module

@@ -1,0 +1,379 @@
+"""The pipeline: decode -> guard -> attribution -> segmentation -> greedy search -> render -> Report.
+
+It composes the stages by name and knows none of their internals.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from safeview.attribution import AttributionMethod, make_attribution
+from safeview.counterfactual import Counterfactual, greedy_search
+from safeview.guards import Guard, default_target, is_flagged, load_guard, scores
+from safeview.io import (
+    DEFAULT_MAX_PIXELS,
+    ImageSource,
+    LoadedImage,
+    decode_pixels,
+    encode_image,
+    load_image,
+    output_format,
+    resize,
+)
+from safeview.render import STYLES, Blur, bind, make_renderer
+from safeview.report import GuardInfo, InputInfo, Region, Report
+from safeview.segmentation import make_segmenter, segment
+
+OnFailure = Literal["blur-all", "keep", "error"]
+ON_FAILURE = ("blur-all", "keep", "error")
+
+
+class SearchFailedError(RuntimeError):
+    """Raised by :func:`safeguard` with ``on_failure="error"`` when no flip was found."""
+
+    def __init__(self, report: Report) -> None:
+        super().__init__(report.error or "counterfactual search failed")
+        self.report = report
+
+
+@contextmanager
+def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
+    start = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[stage] = round(timings.get(stage, 0.0) + time.perf_counter() - start, 6)
+
+
+def score_dict(guard: Guard, probs: np.ndarray, target: int, top_k: int = 5) -> dict[str, float]:
+    """All categories of a small guard; the top ``top_k`` and the target for a large one."""
+    if len(guard.categories) <= 10:
+        keep = list(range(len(guard.categories)))
+    else:
+        keep = [int(i) for i in np.argsort(-probs)[:top_k]]
+        if target not in keep:
+            keep.append(target)
+    return {guard.categories[i]: round(float(probs[i]), 6) for i in keep}
+
+
+def _guard_info(guard: Guard, target: int, threshold: float) -> GuardInfo:
+    return GuardInfo(
+        name=guard.name,
+        version=guard.version,
+        decision=guard.decision,
+        target=guard.categories[target],
+        target_index=target,
+        threshold=threshold,
+    )
+
+
+def _input_info(loaded: LoadedImage) -> InputInfo:
+    return InputInfo(
+        name=loaded.name,
+        width=loaded.width,
+        height=loaded.height,
+        sha256=loaded.sha256,
+        format=loaded.format,
+        notes=list(loaded.notes),
+    )
+
+
+def working_shape(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """(height, width) with the shorter side at ``short_side``; never upscales."""
+    scale = min(1.0, short_side / min(height, width))
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def classify(
+    image: ImageSource | LoadedImage,
+    guard: str | Guard = "open-nsfw",
+    *,
+    threshold: float = 0.5,
+    device: str | torch.device | None = None,
+    name: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Report:
+    """Score ``image`` with ``guard``; the Report carries the scores and whether it is flagged."""
+    timings: dict[str, float] = {}
+    with _timed(timings, "decode"):
+        loaded = image if isinstance(image, LoadedImage) else load_image(
+            image, name=name, max_pixels=max_pixels
+        )
+    with _timed(timings, "load_guard"):
+        model = load_guard(guard, device)
+    with _timed(timings, "classify"):
+        probs = scores(model, [loaded.pixels])[0]
+    target = default_target(model, probs)
+    flagged = bool(is_flagged(model, probs, target, threshold)[0])
+    timings["total"] = round(sum(timings.values()), 6)
+    return Report(
+        input=_input_info(loaded),
+        guard=_guard_info(model, target, threshold),
+        flagged=flagged,
+        scores_before=score_dict(model, probs, target),
+        scores_after=None,
+        success=not flagged,
+        style="blur",
+        timings=timings,
+    )
+
+
+def safeguard(
+    image: ImageSource | LoadedImage,
+    guard: str | Guard = "open-nsfw",
+    attribution: str | AttributionMethod = "fullgrad",
+    segmenter: str = "slic",
+    style: str = "blur",
+    threshold: float = 0.5,
+    max_regions: int = 10,
+    *,
+    prune: bool = True,
+    on_failure: OnFailure = "blur-all",
+    working_size: int | None = None,
+    batch_size: int = 4,
+    segmenter_options: dict[str, Any] | None = None,
+    device: str | torch.device | None = None,
+    name: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+) -> Report:
+    """Obfuscate the fewest regions of ``image`` that flip ``guard``'s decision.
+
+    Parameters
+    ----------
+    image:
+        A path, encoded bytes, a PIL image or an RGB array.
+    guard:
+        ``"open-nsfw"`` (default), ``"imagenet"``, another registered name, or a Guard object.
+    attribution:
+        ``"fullgrad"`` (default), ``"gradcam"``, ``"gradcam++"``, ``"xgradcam"``, ``"ablationcam"``.
+    segmenter:
+        ``"slic"`` (default), ``"felzenszwalb"``, ``"watershed"`` or another registered name;
+        ``segmenter_options`` are passed to it.
+    style:
+        How regions are obfuscated, in the search and in the output: ``"blur"``, ``"pixelate"``,
+        ``"fill"``, ``"inpaint"``.
+    threshold:
+        A threshold guard flags while p(unsafe) >= threshold.
+    max_regions:
+        Region budget of the greedy search.
+    prune:
+        Drop chosen regions that are not needed to keep the flip.
+    on_failure:
+        When no flip is found within the budget: ``"blur-all"`` (fail closed, default) blurs the
+        whole image; ``"keep"`` keeps the obfuscation of the top ``max_regions`` regions;
+        ``"error"`` returns no image and raises :class:`SearchFailedError`.
+    working_size:
+        Shorter side (pixels) at which attribution, segmentation and search run; defaults to the
+        guard's input size. The output is always rendered at the original resolution.
+    batch_size:
+        Candidate images per forward pass in the search.
+    """
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r} (available: {', '.join(STYLES)})")
+    if on_failure not in ON_FAILURE:
+        raise ValueError(f"unknown on_failure {on_failure!r} (available: {', '.join(ON_FAILURE)})")
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+    if max_regions < 1:
+        raise ValueError(f"max_regions must be >= 1, got {max_regions}")
+    segmenter_options = dict(segmenter_options or {})
+    segmenter_object = make_segmenter(segmenter, **segmenter_options)  # fail early on bad options
+    renderer = make_renderer(style)
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+
+    with _timed(timings, "decode"):
+        loaded = image if isinstance(image, LoadedImage) else load_image(
+            image, name=name, max_pixels=max_pixels
+        )
+    with _timed(timings, "load_guard"):
+        model = load_guard(guard, device)
+    with _timed(timings, "classify"):
+        probs_before = scores(model, [loaded.pixels])[0]
+    target = default_target(model, probs_before)
+    flagged = bool(is_flagged(model, probs_before, target, threshold)[0])
+    fmt, _ = output_format(loaded.format)
+    report = Report(
+        input=_input_info(loaded),
+        guard=_guard_info(model, target, threshold),
+        flagged=flagged,
+        scores_before=score_dict(model, probs_before, target),
+        style=style,
+        attribution=attribution if isinstance(attribution, str) else attribution.name,
+        segmenter=segmenter,
+        segmenter_options=segmenter_options,
+        pruned=prune,
+        timings=timings,
+        output_format=fmt,
+    )
+    if not flagged:
+        # Nothing to hide: re-encode without metadata.
+        with _timed(timings, "render"):
+            report.encoded = encode_image(loaded.pixels, fmt)
+            report.image = loaded.pixels.copy()
+        report.scores_after = dict(report.scores_before)
+        report.success = True
+        timings["total"] = round(time.perf_counter() - start, 6)
+        return report
+
+    height, width = working_shape(
+        loaded.height, loaded.width, working_size or min(model.input_size)
+    )
+    working = resize(loaded.pixels, (width, height))
+    report.working_size = [width, height]
+
+    with _timed(timings, "attribution"):
+        explainer = (
+            make_attribution(attribution, model) if isinstance(attribution, str) else attribution
+        )
+        heatmap = explainer.attribute(model.preprocess([working]), target)[0]
+        heatmap = np.clip(resize(heatmap.astype(np.float32), (width, height)), 0.0, 1.0)
+    with _timed(timings, "segmentation"):
+        labels = segment(working, segmenter_object, attribution=heatmap)
+    report.n_regions = int(labels.max()) + 1
+    report.attribution_map = heatmap
+    report.labels = labels
+
+    def predict(images: list[np.ndarray]) -> np.ndarray:
+        return scores(model, images, batch_size=max(len(images), 1))
+
+    def still_flagged(probs: np.ndarray) -> np.ndarray:
+        return is_flagged(model, probs, target, threshold)
+
+    with _timed(timings, "search"):
+        result = greedy_search(
+            predict,
+            still_flagged,
+            bind(renderer, working),
+            labels,
+            heatmap,
+            max_regions=max_regions,
+            batch_size=batch_size,
+            prune=prune,
+        )
+    report.search_flipped = result.flipped
+    report.depth = result.depth
+    total_pixels = labels.size
+    report.obfuscated_fraction_unpruned = round(
+        float(result.area[result.chosen_unpruned].sum()) / total_pixels, 6
+    )
+
+    def render_full(chosen: list[int]) -> tuple[np.ndarray, np.ndarray, bytes, np.ndarray]:
+        """The output for ``chosen`` at full resolution, encoded, and its re-scored probabilities."""
+        with _timed(timings, "render"):
+            mask = _full_mask(labels, chosen, loaded.height, loaded.width)
+            rendered = renderer.render(loaded.pixels, mask)
+            data = encode_image(rendered, fmt)
+        with _timed(timings, "rescore"):
+            probs = scores(model, [decode_pixels(data)])[0]
+        return mask, rendered, data, probs
+
+    full_mask, output, encoded, probs_after = render_full(result.chosen)
+    still = bool(is_flagged(model, probs_after, target, threshold)[0])
+    if result.flipped and still:
+        # A flip found at working resolution can be marginal and not survive full resolution and
+        # encoding. Extend the greedy prefix, now verifying every step on the encoded output.
+        for depth in range(result.depth + 1, min(max_regions, len(result.order)) + 1):
+            chosen = result.order[:depth]
+            full_mask, output, encoded, probs_after = render_full(chosen)
+            still = bool(is_flagged(model, probs_after, target, threshold)[0])
+            if not still:
+                result.chosen = result.chosen_unpruned = chosen
+                result.depth = report.depth = depth
+                report.obfuscated_fraction_unpruned = round(
+                    float(result.area[chosen].sum()) / total_pixels, 6
+                )
+                report.warnings.append(
+                    "the working-resolution flip did not hold at full resolution: "
+                    f"extended the search to {depth} regions, verified on the output"
+                )
+                break
+    report.success = result.flipped and not still
+    if report.success:
+        _fill_regions(report, result, labels, loaded)
+        report.mask, report.image, report.encoded = full_mask, output, encoded
+        report.scores_after = score_dict(model, probs_after, target)
+        report.obfuscated_fraction = round(float(full_mask.mean()), 6)
+    else:
+        report.error = (
+            f"no flip within {max_regions} regions"
+            if not result.flipped
+            else "the search flipped the decision but the full-resolution output did not"
+        )
+        _apply_failure_policy(
+            report, on_failure, result, labels, loaded, output, full_mask, encoded
+        )
+        if on_failure != "error":
+            report.scores_after = score_dict(
+                model, scores(model, [decode_pixels(report.encoded or b"")])[0], target
+            )
+    report.timings["total"] = round(time.perf_counter() - start, 6)
+    if on_failure == "error" and not report.success:
+        raise SearchFailedError(report)
+    return report
+
+
+def _full_mask(labels: np.ndarray, chosen: list[int], height: int, width: int) -> np.ndarray:
+    small = np.isin(labels, chosen).astype(np.uint8)
+    return resize(small, (width, height), nearest=True).astype(bool)
+
+
+def _fill_regions(
+    report: Report, result: Counterfactual, labels: np.ndarray, loaded: LoadedImage
+) -> None:
+    scale_x = loaded.width / labels.shape[1]
+    scale_y = loaded.height / labels.shape[0]
+    rank = {region: position + 1 for position, region in enumerate(result.order)}
+    regions = []
+    for region in result.chosen:
+        ys, xs = np.nonzero(labels == region)
+        regions.append(
+            Region(
+                id=int(region),
+                rank=rank[region],
+                mean_attribution=round(float(result.mean_attribution[region]), 6),
+                area_fraction=round(float(result.area[region]) / labels.size, 6),
+                bbox=[
+                    int(np.floor(xs.min() * scale_x)),
+                    int(np.floor(ys.min() * scale_y)),
+                    min(loaded.width, int(np.ceil((xs.max() + 1) * scale_x))),
+                    min(loaded.height, int(np.ceil((ys.max() + 1) * scale_y))),
+                ],
+            )
+        )
+    report.regions = sorted(regions, key=lambda r: r.rank)
+
+
+def _apply_failure_policy(
+    report: Report,
+    on_failure: str,
+    result: Counterfactual,
+    labels: np.ndarray,
+    loaded: LoadedImage,
+    output: np.ndarray,
+    full_mask: np.ndarray,
+    encoded: bytes,
+) -> None:
+    report.fallback = on_failure
+    fmt = report.output_format or "PNG"
+    if on_failure == "blur-all":
+        everything = np.ones(loaded.pixels.shape[:2], dtype=bool)
+        report.image = Blur().render(loaded.pixels, everything)
+        report.mask = everything
+        report.encoded = encode_image(report.image, fmt)
+        report.obfuscated_fraction = 1.0
+        report.warnings.append("search failed: the whole image was blurred (fail-closed)")
+    elif on_failure == "keep":
+        _fill_regions(report, result, labels, loaded)
+        report.image, report.mask, report.encoded = output, full_mask, encoded
+        report.obfuscated_fraction = round(float(full_mask.mean()), 6)
+        report.warnings.append("search failed: the attempted regions were kept; may be unsafe")
+    else:
+        report.image = report.mask = report.encoded = None
+        report.obfuscated_fraction = 0.0

@@ -1,0 +1,167 @@
+"""The one result type that flows out of everything: :class:`Report`, and its JSON form.
+
+JSON carries ``schema_version``; arrays (the obfuscated pixels, the attribution map, the label map)
+stay on the Python object and never go into JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = "1.0"
+
+
+@dataclass
+class InputInfo:
+    name: str
+    width: int
+    height: int
+    sha256: str
+    format: str
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class GuardInfo:
+    name: str
+    version: str
+    decision: str  # "threshold" or "top1"
+    target: str  # the category whose decision the search removes
+    target_index: int
+    threshold: float
+
+
+@dataclass
+class Region:
+    """One obfuscated region, in original-image coordinates."""
+
+    id: int
+    rank: int  # 1 = highest mean attribution
+    mean_attribution: float
+    area_fraction: float
+    bbox: list[int]  # [x0, y0, x1, y1], x1/y1 exclusive
+
+    def __post_init__(self) -> None:
+        if len(self.bbox) != 4:
+            raise ValueError(f"bbox needs 4 numbers, got {self.bbox}")
+        if not 0.0 <= self.area_fraction <= 1.0:
+            raise ValueError(f"area_fraction {self.area_fraction} outside [0, 1]")
+
+
+@dataclass
+class Report:
+    """Everything safeview found and did for one image.
+
+    ``success`` is true when the guard's decision flipped on the *final, encoded* output (or the
+    image was not flagged in the first place). ``depth`` is the greedy prefix length tried until the
+    flip; ``regions`` are the regions obfuscated in the output (after pruning);
+    ``obfuscated_fraction_unpruned`` is the area before pruning. ``fallback`` names what happened when
+    the search failed (``"blur-all"``, ``"keep"``, ``"error"``), else None.
+    """
+
+    input: InputInfo
+    guard: GuardInfo
+    flagged: bool
+    scores_before: dict[str, float]
+    scores_after: dict[str, float] | None = None
+    success: bool = False
+    depth: int = 0
+    regions: list[Region] = field(default_factory=list)
+    obfuscated_fraction: float = 0.0
+    obfuscated_fraction_unpruned: float = 0.0
+    style: str = "blur"
+    fallback: str | None = None
+    attribution: str | None = None
+    segmenter: str | None = None
+    segmenter_options: dict[str, Any] = field(default_factory=dict)
+    n_regions: int = 0
+    search_flipped: bool = False
+    pruned: bool = True
+    working_size: list[int] = field(default_factory=list)  # [width, height] the search ran at
+    timings: dict[str, float] = field(default_factory=dict)
+    output: str | None = None
+    visualization: str | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    # Arrays for Python users; never serialised.
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)
+    attribution_map: np.ndarray | None = field(default=None, repr=False, compare=False)
+    labels: np.ndarray | None = field(default=None, repr=False, compare=False)
+    mask: np.ndarray | None = field(default=None, repr=False, compare=False)
+    encoded: bytes | None = field(default=None, repr=False, compare=False)  # the output file
+    output_format: str | None = field(default=None, repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        for item in fields(self):
+            if item.name not in _ARRAY_FIELDS:
+                value = getattr(self, item.name)
+                data[item.name] = asdict(value) if is_dataclass(value) else value
+        data["regions"] = [asdict(region) for region in self.regions]
+        return json.loads(json.dumps(data, allow_nan=False))
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, allow_nan=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Report:
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ValueError(f"unsupported report schema_version {version!r}")
+        values = {k: v for k, v in data.items() if k != "schema_version"}
+        values["input"] = InputInfo(**values["input"])
+        values["guard"] = GuardInfo(**values["guard"])
+        values["regions"] = [Region(**r) for r in values.get("regions", [])]
+        return cls(**values)
+
+
+_ARRAY_FIELDS = frozenset(
+    {"image", "attribution_map", "labels", "mask", "encoded", "output_format"}
+)
+
+#: JSON Schema (draft 2020-12) of :meth:`Report.to_dict`, for consumers in other languages.
+JSON_SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "safeview report",
+    "type": "object",
+    "required": [
+        "schema_version", "input", "guard", "flagged", "scores_before", "scores_after",
+        "success", "depth", "regions", "obfuscated_fraction", "obfuscated_fraction_unpruned",
+        "style", "fallback", "timings",
+    ],
+    "properties": {
+        "schema_version": {"const": SCHEMA_VERSION},
+        "input": {
+            "type": "object",
+            "required": ["name", "width", "height", "sha256", "format"],
+        },
+        "guard": {
+            "type": "object",
+            "required": ["name", "version", "decision", "target", "threshold"],
+        },
+        "flagged": {"type": "boolean"},
+        "scores_before": {"type": "object", "additionalProperties": {"type": "number"}},
+        "scores_after": {
+            "type": ["object", "null"],
+            "additionalProperties": {"type": "number"},
+        },
+        "success": {"type": "boolean"},
+        "depth": {"type": "integer", "minimum": 0},
+        "regions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "rank", "mean_attribution", "area_fraction", "bbox"],
+            },
+        },
+        "obfuscated_fraction": {"type": "number", "minimum": 0, "maximum": 1},
+        "obfuscated_fraction_unpruned": {"type": "number", "minimum": 0, "maximum": 1},
+        "style": {"enum": ["blur", "pixelate", "fill", "inpaint"]},
+        "fallback": {"enum": [None, "blur-all", "keep", "error"]},
+        "timings": {"type": "object", "additionalProperties": {"type": "number"}},
+    },
+}

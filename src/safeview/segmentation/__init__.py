@@ -1,0 +1,93 @@
+"""Segmenters: an image (and optionally its attribution map) -> non-overlapping regions.
+
+Every segmenter has one verb, ``segment(image, attribution=None) -> labels``; :func:`segment`
+chooses one by name and guarantees the contract the search relies on: an int32 label map of the
+image's height x width with labels 0..K-1, every label present.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class Segmenter(Protocol):
+    name: str
+
+    def segment(self, image: np.ndarray, attribution: np.ndarray | None = None) -> np.ndarray: ...
+
+
+def _classic(class_name: str) -> Callable[..., Segmenter]:
+    def factory(**options: Any) -> Segmenter:
+        from safeview.segmentation import classic
+
+        segmenter: Segmenter = getattr(classic, class_name)(**options)
+        return segmenter
+
+    return factory
+
+
+_FACTORIES: dict[str, Callable[..., Segmenter]] = {
+    "slic": _classic("SLIC"),
+    "felzenszwalb": _classic("Felzenszwalb"),
+    "watershed": _classic("CompactWatershed"),
+}
+
+
+def register_segmenter(name: str, factory: Callable[..., Segmenter]) -> None:
+    """Make ``factory(**options) -> Segmenter`` available as ``name`` (API and CLI)."""
+    _FACTORIES[name] = factory
+
+
+def available_segmenters() -> list[str]:
+    return sorted(_FACTORIES)
+
+
+def make_segmenter(method: str, **options: Any) -> Segmenter:
+    if method not in _FACTORIES:
+        raise ValueError(
+            f"unknown segmenter {method!r} (available: {', '.join(available_segmenters())})"
+        )
+    try:
+        return _FACTORIES[method](**options)
+    except TypeError as exc:
+        raise ValueError(f"bad option for segmenter {method!r}: {exc}") from None
+
+
+def relabel(labels: np.ndarray) -> np.ndarray:
+    """Labels renumbered to 0..K-1 in order of first appearance, as int32."""
+    _, inverse = np.unique(labels, return_inverse=True)
+    return inverse.reshape(labels.shape).astype(np.int32)
+
+
+def segment(
+    image: np.ndarray,
+    method: str | Segmenter = "slic",
+    attribution: np.ndarray | None = None,
+    **options: Any,
+) -> np.ndarray:
+    """Segment ``image`` (H x W x 3 uint8) into int32 labels 0..K-1 of shape H x W."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"segment needs an H x W x 3 image, got shape {image.shape}")
+    if attribution is not None and attribution.shape != image.shape[:2]:
+        raise ValueError(
+            f"attribution shape {attribution.shape} does not match image {image.shape[:2]}"
+        )
+    segmenter = make_segmenter(method, **options) if isinstance(method, str) else method
+    labels = np.asarray(segmenter.segment(image, attribution))
+    if labels.shape != image.shape[:2]:
+        raise RuntimeError(f"segmenter {segmenter.name} returned shape {labels.shape}")
+    return relabel(labels)
+
+
+__all__ = [
+    "Segmenter",
+    "available_segmenters",
+    "make_segmenter",
+    "register_segmenter",
+    "relabel",
+    "segment",
+]

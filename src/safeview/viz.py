@@ -1,0 +1,83 @@
+"""A picture of what the search did, drawn on the *obfuscated* output only.
+
+Panels, left to right: the output with the chosen regions outlined and numbered by rank; the
+attribution heatmap over the output with every region boundary. The unobfuscated original is never
+drawn, so the picture is as safe to look at as the output itself.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from safeview.io import resize
+from safeview.report import Report
+
+
+def visualize(report: Report) -> np.ndarray:
+    """RGB uint8 picture for ``report`` (needs the arrays a fresh :func:`safeguard` leaves on it)."""
+    if report.image is None:
+        raise ValueError("report has no output image to draw on (search failed with 'error')")
+    if report.labels is None or report.attribution_map is None:
+        # Not flagged: nothing was searched; show the output alone with its verdict.
+        return _with_caption(np.asarray(report.image), _caption(report))
+    labels = report.labels
+    height, width = labels.shape
+    base = resize(np.asarray(report.image), (width, height))
+
+    chosen = base.copy()
+    for region in report.regions:
+        mask = (labels == region.id).astype(np.uint8)
+        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        cv2.drawContours(chosen, contours, -1, (255, 40, 40), 2)
+        ys, xs = np.nonzero(mask)
+        centre = (int(xs.mean()) - 4, int(ys.mean()) + 4)
+        cv2.putText(chosen, str(region.rank), centre, cv2.FONT_HERSHEY_SIMPLEX, 0.45,
+                    (255, 255, 0), 1, cv2.LINE_AA)
+
+    heat = cv2.applyColorMap((report.attribution_map * 255).astype(np.uint8), cv2.COLORMAP_JET)
+    heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
+    overlay = (0.55 * heat + 0.45 * base).astype(np.uint8)
+    boundaries = _boundaries(labels)
+    overlay[boundaries] = (255, 255, 255)
+
+    gap = np.full((height, 6, 3), 255, dtype=np.uint8)
+    panels = np.concatenate([chosen, gap, overlay], axis=1)
+    return _with_caption(panels, _caption(report))
+
+
+def _boundaries(labels: np.ndarray) -> np.ndarray:
+    edge = np.zeros(labels.shape, dtype=bool)
+    edge[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    edge[1:, :] |= labels[1:, :] != labels[:-1, :]
+    return edge
+
+
+def _caption(report: Report) -> list[str]:
+    target = report.guard.target
+    before = report.scores_before.get(target, 0.0)
+    after = (report.scores_after or {}).get(target, float("nan"))
+    lines = [f"{report.guard.name}: {target}  p={before:.3f} -> {after:.3f}"]
+    if report.flagged:
+        lines.append(
+            f"{'flipped' if report.success else 'NOT flipped'}: {len(report.regions)} regions, "
+            f"depth {report.depth}, {100 * report.obfuscated_fraction:.1f}% obfuscated "
+            f"({report.attribution}, {report.segmenter}, {report.style})"
+        )
+        if report.fallback:
+            lines.append(f"fallback: {report.fallback}")
+    else:
+        lines.append("not flagged: nothing obfuscated")
+    return lines
+
+
+def _with_caption(image: np.ndarray, lines: list[str]) -> np.ndarray:
+    width = max(image.shape[1], 420)
+    band = np.full((18 * len(lines) + 8, width, 3), 255, dtype=np.uint8)
+    for row, text in enumerate(lines):
+        cv2.putText(band, text, (4, 16 + 18 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    if image.shape[1] < width:
+        pad = np.full((image.shape[0], width - image.shape[1], 3), 255, dtype=np.uint8)
+        image = np.concatenate([image, pad], axis=1)
+    return np.concatenate([band, image], axis=0)
