@@ -43,4 +43,16 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'safeview' has no attribute {name!r}")
 
 
-__all__ = [*_EXPORTS, "__version__"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "ImageInputError",
+    "Region",
+    "Report",
+    "SearchFailedError",
+    "__version__",
+    "classify",
+    "load_guard",
+    "load_image",
+    "safeguard",
+    "segment",
+]

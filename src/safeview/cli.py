@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -28,12 +28,12 @@ app = typer.Typer(
 )
 
 
-class GuardName(str, Enum):
+class GuardName(StrEnum):
     open_nsfw = "open-nsfw"
     imagenet = "imagenet"
 
 
-class AttributionName(str, Enum):
+class AttributionName(StrEnum):
     fullgrad = "fullgrad"
     gradcam = "gradcam"
     gradcam_pp = "gradcam++"
@@ -41,20 +41,20 @@ class AttributionName(str, Enum):
     ablationcam = "ablationcam"
 
 
-class SegmenterName(str, Enum):
+class SegmenterName(StrEnum):
     slic = "slic"
     felzenszwalb = "felzenszwalb"
     watershed = "watershed"
 
 
-class StyleName(str, Enum):
+class StyleName(StrEnum):
     blur = "blur"
     pixelate = "pixelate"
     fill = "fill"
     inpaint = "inpaint"
 
 
-class OnFailureName(str, Enum):
+class OnFailureName(StrEnum):
     blur_all = "blur-all"
     keep = "keep"
     error = "error"
@@ -300,8 +300,13 @@ def classify(
     table = Table("input", "flagged", "scores", title=f"guard: {guard.value}")
     for job in jobs:
         try:
-            report = run(job.source or job.pixels, guard.value, threshold=threshold,
-                         device=device, name=job.name)
+            report = run(
+                job.source or job.pixels,
+                guard.value,
+                threshold=threshold,
+                device=device,
+                name=job.name,
+            )
         except (ImageInputError, ValueError, OSError) as exc:
             failures += 1
             _error(str(exc))

@@ -1,8 +1,9 @@
 """Safe image decoding and metadata-free encoding.
 
-Every image that enters safeview goes through :func:`load_image`: a format allowlist, a pixel budget
-checked *before* the pixels are decoded (decompression bombs), the EXIF orientation applied first, and
-a conversion of every awkward mode (CMYK, 16-bit, grey, alpha, palette, animation) to 8-bit RGB.
+Every image that enters safeview goes through :func:`load_image`: a format allowlist, a pixel
+budget checked *before* the pixels are decoded (decompression bombs), the EXIF orientation applied
+first, and a conversion of every awkward mode (CMYK, 16-bit, grey, alpha, palette, animation) to
+8-bit RGB.
 Every image that leaves goes through :func:`encode_image`, which writes pixels only (no EXIF, GPS,
 ICC or text chunks), and :func:`atomic_write`, which never leaves a half-written file behind.
 """
@@ -17,12 +18,11 @@ import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-ImageSource = Union[str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray]
+ImageSource = str | os.PathLike[str] | bytes | bytearray | Image.Image | np.ndarray
 
 #: Formats we decode. Everything else (PSD, EPS, ICO, ...) is refused: each extra decoder is attack
 #: surface, and moderation inputs come from the web.
@@ -172,9 +172,7 @@ def _to_rgb(image: Image.Image, label: str) -> tuple[np.ndarray, list[str]]:
         grey = np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
         notes.append(f"{mode} image reduced to 8 bits")
         return np.ascontiguousarray(np.stack([grey] * 3, axis=-1)), notes
-    has_alpha = mode in ("RGBA", "LA", "PA") or (
-        mode == "P" and "transparency" in oriented.info
-    )
+    has_alpha = mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in oriented.info)
     if has_alpha:
         rgba = oriented.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

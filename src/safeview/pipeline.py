@@ -1,4 +1,4 @@
-"""The pipeline: decode -> guard -> attribution -> segmentation -> greedy search -> render -> Report.
+"""The pipeline: decode -> guard -> attribution -> segments -> greedy search -> render -> Report.
 
 It composes the stages by name and knows none of their internals.
 """
@@ -102,8 +102,10 @@ def classify(
     """Score ``image`` with ``guard``; the Report carries the scores and whether it is flagged."""
     timings: dict[str, float] = {}
     with _timed(timings, "decode"):
-        loaded = image if isinstance(image, LoadedImage) else load_image(
-            image, name=name, max_pixels=max_pixels
+        loaded = (
+            image
+            if isinstance(image, LoadedImage)
+            else load_image(image, name=name, max_pixels=max_pixels)
         )
     with _timed(timings, "load_guard"):
         model = load_guard(guard, device)
@@ -189,8 +191,10 @@ def safeguard(
     start = time.perf_counter()
 
     with _timed(timings, "decode"):
-        loaded = image if isinstance(image, LoadedImage) else load_image(
-            image, name=name, max_pixels=max_pixels
+        loaded = (
+            image
+            if isinstance(image, LoadedImage)
+            else load_image(image, name=name, max_pixels=max_pixels)
         )
     with _timed(timings, "load_guard"):
         model = load_guard(guard, device)
@@ -265,7 +269,7 @@ def safeguard(
     )
 
     def render_full(chosen: list[int]) -> tuple[np.ndarray, np.ndarray, bytes, np.ndarray]:
-        """The output for ``chosen`` at full resolution, encoded, and its re-scored probabilities."""
+        """The output for ``chosen`` at full resolution, encoded, and its probabilities."""
         with _timed(timings, "render"):
             mask = _full_mask(labels, chosen, loaded.height, loaded.width)
             rendered = renderer.render(loaded.pixels, mask)

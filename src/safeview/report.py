@@ -57,10 +57,10 @@ class Report:
     """Everything safeview found and did for one image.
 
     ``success`` is true when the guard's decision flipped on the *final, encoded* output (or the
-    image was not flagged in the first place). ``depth`` is the greedy prefix length tried until the
-    flip; ``regions`` are the regions obfuscated in the output (after pruning);
-    ``obfuscated_fraction_unpruned`` is the area before pruning. ``fallback`` names what happened when
-    the search failed (``"blur-all"``, ``"keep"``, ``"error"``), else None.
+    image was not flagged in the first place). ``depth`` is the greedy prefix length tried until
+    the flip; ``regions`` are the regions obfuscated in the output (after pruning);
+    ``obfuscated_fraction_unpruned`` is the area before pruning. ``fallback`` names what happened
+    when the search failed (``"blur-all"``, ``"keep"``, ``"error"``), else None.
     """
 
     input: InputInfo
@@ -100,7 +100,8 @@ class Report:
         for item in fields(self):
             if item.name not in _ARRAY_FIELDS:
                 value = getattr(self, item.name)
-                data[item.name] = asdict(value) if is_dataclass(value) else value
+                is_record = is_dataclass(value) and not isinstance(value, type)
+                data[item.name] = asdict(value) if is_record else value
         data["regions"] = [asdict(region) for region in self.regions]
         return json.loads(json.dumps(data, allow_nan=False))
 
@@ -129,9 +130,20 @@ JSON_SCHEMA: dict[str, Any] = {
     "title": "safeview report",
     "type": "object",
     "required": [
-        "schema_version", "input", "guard", "flagged", "scores_before", "scores_after",
-        "success", "depth", "regions", "obfuscated_fraction", "obfuscated_fraction_unpruned",
-        "style", "fallback", "timings",
+        "schema_version",
+        "input",
+        "guard",
+        "flagged",
+        "scores_before",
+        "scores_after",
+        "success",
+        "depth",
+        "regions",
+        "obfuscated_fraction",
+        "obfuscated_fraction_unpruned",
+        "style",
+        "fallback",
+        "timings",
     ],
     "properties": {
         "schema_version": {"const": SCHEMA_VERSION},

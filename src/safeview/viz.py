@@ -15,7 +15,7 @@ from safeview.report import Report
 
 
 def visualize(report: Report) -> np.ndarray:
-    """RGB uint8 picture for ``report`` (needs the arrays a fresh :func:`safeguard` leaves on it)."""
+    """RGB uint8 picture for ``report`` (needs the arrays :func:`safeguard` leaves on it)."""
     if report.image is None:
         raise ValueError("report has no output image to draw on (search failed with 'error')")
     if report.labels is None or report.attribution_map is None:
@@ -32,8 +32,16 @@ def visualize(report: Report) -> np.ndarray:
         cv2.drawContours(chosen, contours, -1, (255, 40, 40), 2)
         ys, xs = np.nonzero(mask)
         centre = (int(xs.mean()) - 4, int(ys.mean()) + 4)
-        cv2.putText(chosen, str(region.rank), centre, cv2.FONT_HERSHEY_SIMPLEX, 0.45,
-                    (255, 255, 0), 1, cv2.LINE_AA)
+        cv2.putText(
+            chosen,
+            str(region.rank),
+            centre,
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.45,
+            (255, 255, 0),
+            1,
+            cv2.LINE_AA,
+        )
 
     heat = cv2.applyColorMap((report.attribution_map * 255).astype(np.uint8), cv2.COLORMAP_JET)
     heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
@@ -75,8 +83,16 @@ def _with_caption(image: np.ndarray, lines: list[str]) -> np.ndarray:
     width = max(image.shape[1], 420)
     band = np.full((18 * len(lines) + 8, width, 3), 255, dtype=np.uint8)
     for row, text in enumerate(lines):
-        cv2.putText(band, text, (4, 16 + 18 * row), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (0, 0, 0), 1,
-                    cv2.LINE_AA)
+        cv2.putText(
+            band,
+            text,
+            (4, 16 + 18 * row),
+            cv2.FONT_HERSHEY_SIMPLEX,
+            0.42,
+            (0, 0, 0),
+            1,
+            cv2.LINE_AA,
+        )
     if image.shape[1] < width:
         pad = np.full((image.shape[0], width - image.shape[1], 3), 255, dtype=np.uint8)
         image = np.concatenate([image, pad], axis=1)

@@ -3,15 +3,13 @@
     FullGrad(x) = psi(|x * dy/dx|) + sum over layers l, channels c of psi(|b_lc * dy/dz_lc|)
 
 where z_l is the output of a layer with a bias b_l (convolutions with a bias, batch norms with their
-effective bias) and psi min-max normalises one channel and upsamples it to the input size. Resizing
-is linear, so the normalised channels of a layer (indeed of every layer at one resolution) are summed
-first and upsampled once: the result is the same as the ``grad-cam`` package's per-channel loop, at a
-fraction of the cost.
+effective bias) and psi min-max normalises one channel and upsamples it to the input size.
+Resizing is linear, so the normalised channels of a layer (indeed of every layer at one resolution)
+are summed first and upsampled once: the result is the same as the ``grad-cam`` package's
+per-channel loop, at a fraction of the cost.
 """
 
 from __future__ import annotations
-
-from collections import defaultdict
 
 import numpy as np
 import torch
@@ -22,13 +20,13 @@ _EPS = 1e-7
 
 def bias_layers(module: torch.nn.Module) -> list[tuple[torch.nn.Module, torch.Tensor]]:
     """Every conv/batch-norm layer with a bias, with the bias it adds to each output channel."""
-    layers = []
+    layers: list[tuple[torch.nn.Module, torch.Tensor]] = []
     for layer in module.modules():
         if isinstance(layer, torch.nn.BatchNorm2d):
             # Effective bias of an eval-mode batch norm: beta - mean * gamma / sqrt(var + eps).
             assert layer.running_mean is not None and layer.running_var is not None
-            weight = layer.weight if layer.weight is not None else torch.ones_like(
-                layer.running_mean
+            weight = (
+                layer.weight if layer.weight is not None else torch.ones_like(layer.running_mean)
             )
             shift = layer.bias if layer.bias is not None else torch.zeros_like(weight)
             bias = shift - layer.running_mean * weight / torch.sqrt(layer.running_var + layer.eps)
@@ -88,12 +86,13 @@ class FullGrad:
         height, width = x.shape[2:]
         with torch.no_grad():
             input_term = _normalise_channels((x * grads[0]).abs()).sum(dim=1)
-            by_size: dict[tuple[int, int], torch.Tensor] = defaultdict(lambda: 0)  # type: ignore[arg-type,return-value]
+            by_size: dict[tuple[int, ...], torch.Tensor] = {}
             for (out, bias), grad in zip(captured, grads[1:], strict=True):
                 if grad is None:
                     continue
-                contribution = _normalise_channels((grad * bias.view(1, -1, 1, 1)).abs())
-                by_size[tuple(out.shape[2:])] = by_size[tuple(out.shape[2:])] + contribution.sum(1)
+                contribution = _normalise_channels((grad * bias.view(1, -1, 1, 1)).abs()).sum(1)
+                size = tuple(out.shape[2:])
+                by_size[size] = by_size[size] + contribution if size in by_size else contribution
             total = input_term
             for size, summed in by_size.items():
                 if size != (height, width):

