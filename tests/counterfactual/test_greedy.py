@@ -53,7 +53,7 @@ def test_flips_at_the_shortest_prefix_and_prunes_the_unneeded_region() -> None:
     assert result.order[:3] == [5, 0, 6]
     assert result.chosen_unpruned == [5, 0, 6]
     assert sorted(result.chosen) == [5, 6]  # region 0 was not needed
-    assert calls[0] == 4  # prefixes 1..4 in one batch, then stopped
+    assert calls[:2] == [2, 4]  # prefixes 1..2, then 3..6 in one batch, then pruning
 
 
 def test_without_pruning_keeps_the_prefix() -> None:
@@ -66,10 +66,10 @@ def test_without_pruning_keeps_the_prefix() -> None:
 def test_stops_early_in_small_batches() -> None:
     order = list(range(16))
     labels, attribution, predict, flagged, render, calls = _setup({0}, order)
-    result = greedy_search(predict, flagged, render, labels, attribution, batch_size=2)
+    result = greedy_search(predict, flagged, render, labels, attribution, batch_size=1)
     assert result.depth == 1
-    assert calls == [2]
-    assert result.images_scored == 2
+    assert calls == [1]
+    assert result.images_scored == 1
 
 
 def test_fails_within_budget() -> None:

@@ -2,8 +2,9 @@
 
 Regions are ranked by mean attribution, descending. The top-1, top-2, ... regions are obfuscated
 together (with the renderer the output will use) until the guard's decision flips, at most
-``max_regions`` regions. Prefixes are scored in batches of ``batch_size`` and the search stops at
-the first batch that contains a flip, so an easy image costs one forward pass, not ten. A pruning
+``max_regions`` regions. Prefixes are scored in batches (2, then ``batch_size`` at a time) and the
+search stops at the first batch that contains a flip, so an easy image costs one small forward
+pass, not ten. A pruning
 pass then drops every chosen region whose removal keeps the flip, largest first, so the obfuscated
 area is minimal (the paper has no such step; both areas are reported).
 """
@@ -79,8 +80,9 @@ def greedy_search(
     max_regions:
         Region budget. The paper uses 10.
     batch_size:
-        Prefixes scored per forward pass. Larger batches waste work on easy images; smaller ones
-        add passes on hard ones. 4 suits CPUs; raise it on a GPU.
+        Prefixes scored per forward pass after the first pass (which scores the top-1 and top-2
+        prefixes). Larger batches waste work on easy images; smaller ones add passes on hard ones.
+        4 suits CPUs; raise it on a GPU.
     prune:
         Drop chosen regions that are not needed to keep the flip.
     """
@@ -98,7 +100,9 @@ def greedy_search(
     chosen_probs = np.empty(0)
     depth = 0
     while depth < budget and not flipped_at:
-        sizes = range(depth + 1, min(depth + batch_size, budget) + 1)
+        # The first batch is small: most flips come within the first two regions.
+        step = min(2, batch_size) if depth == 0 else batch_size
+        sizes = range(depth + 1, min(depth + step, budget) + 1)
         candidates = [render(np.isin(labels, order[:k])) for k in sizes]
         probs = predict(candidates)
         images_scored += len(candidates)

@@ -91,3 +91,19 @@ __all__ = [
     "relabel",
     "segment",
 ]
+
+
+def _bass(**options: Any) -> Segmenter:
+    from safeview.segmentation.bass import BASS
+
+    return BASS(**options)
+
+
+def _bass_guided(**options: Any) -> Segmenter:
+    from safeview.segmentation.bass import GuidedBASS
+
+    return GuidedBASS(**options)
+
+
+register_segmenter("bass", _bass)
+register_segmenter("bass-guided", _bass_guided)

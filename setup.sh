@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Sets up safeview in ./.venv: torch pinned (the CPU-capable build that lies on this machine's
+# disk), then the package with its development extras. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")"
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+.venv/bin/python -m pip install --quiet -e ".[dev]"
+.venv/bin/safeview --help >/dev/null
+echo "safeview is installed in .venv (run: .venv/bin/safeview --help)"
