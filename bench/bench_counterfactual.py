@@ -2,8 +2,8 @@
 
 For each configuration (attribution x segmenter) and each image: the guard's top-1 class is the
 target, the decision flips when it is no longer top-1 (verified on the encoded full-size output).
-Reports success at <= max_regions regions, mean depth (successes), mean obfuscated fraction after and
-before pruning, and the median time of each stage and end to end; over all images and over the
+Reports success at <= max_regions regions, mean depth (successes), mean obfuscated fraction after
+and before pruning, and the median time of each stage and end to end; over all images and over the
 confident subset (top-1 probability >= 0.5).
 
     .venv/bin/python bench/bench_counterfactual.py                 # all 200 images, default configs
@@ -28,6 +28,8 @@ DEFAULT_CONFIGS = [
     "fullgrad:watershed",
     "gradcam:slic",
     "fullgrad:slic[compactness=10]",
+    "fullgrad:bass",
+    "fullgrad:bass-guided",
 ]
 STAGES = ("decode", "classify", "attribution", "segmentation", "search", "render", "rescore")
 
@@ -55,8 +57,12 @@ def run(images: list[Path], configs: list[str], device: str, batch_size: int) ->
         for index, path in enumerate(images):
             start = time.perf_counter()
             report = safeview.safeguard(
-                path, guard=guard, attribution=attribution, segmenter=segmenter,
-                segmenter_options=options, batch_size=batch_size,
+                path,
+                guard=guard,
+                attribution=attribution,
+                segmenter=segmenter,
+                segmenter_options=options,
+                batch_size=batch_size,
             )
             elapsed = time.perf_counter() - start
             records.append(
@@ -95,10 +101,11 @@ def summarise(records: list[dict], configs: list[str], confident_only: bool) -> 
             "mean_depth": statistics.fmean(r["depth"] for r in wins) if wins else float("nan"),
             "mean_regions": statistics.fmean(r["n_regions"] for r in chosen),
             "obfuscated": statistics.fmean(r["obfuscated_fraction"] for r in wins)
-            if wins else float("nan"),
-            "obfuscated_unpruned": statistics.fmean(
-                r["obfuscated_fraction_unpruned"] for r in wins
-            ) if wins else float("nan"),
+            if wins
+            else float("nan"),
+            "obfuscated_unpruned": statistics.fmean(r["obfuscated_fraction_unpruned"] for r in wins)
+            if wins
+            else float("nan"),
             "median_end_to_end": statistics.median(r["end_to_end"] for r in chosen),
         }
         for stage in STAGES:
@@ -131,8 +138,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--limit", type=int, default=None, help="first N images only")
-    parser.add_argument("--configs", default=",".join(DEFAULT_CONFIGS),
-                        help="comma-separated attribution:segmenter pairs")
+    parser.add_argument(
+        "--configs",
+        default=",".join(DEFAULT_CONFIGS),
+        help="comma-separated attribution:segmenter pairs",
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--out", type=Path, default=Path("bench/results/counterfactual.json"))

@@ -59,7 +59,10 @@ def main() -> None:
     print(file=sys.stderr)
     ours_s = statistics.median(ours_times)
     theirs_s = statistics.median(theirs_times)
-    print(f"| guard | images | ours s (median) | grad-cam s (median) | speed-up | Pearson r min / median |")
+    print(
+        "| guard | images | ours s (median) | grad-cam s (median) | speed-up "
+        "| Pearson r min / median |"
+    )
     print("|---|---|---|---|---|---|")
     print(
         f"| {args.guard} | {len(images)} | {ours_s:.3f} | {theirs_s:.3f} | "

@@ -64,12 +64,14 @@ def achievable_accuracy(table: np.ndarray) -> float:
 
 
 def compactness(labels: np.ndarray) -> float:
-    """Sum over superpixels of |S| / N x isoperimetric quotient 4 pi A / P^2 (P = boundary pixels)."""
+    """Sum over superpixels of |S| / N x 4 pi A / P^2 (P = number of boundary pixels)."""
     padded = np.pad(labels, 1, constant_values=-1)
     centre = padded[1:-1, 1:-1]
     on_edge = (
-        (centre != padded[:-2, 1:-1]) | (centre != padded[2:, 1:-1])
-        | (centre != padded[1:-1, :-2]) | (centre != padded[1:-1, 2:])
+        (centre != padded[:-2, 1:-1])
+        | (centre != padded[2:, 1:-1])
+        | (centre != padded[1:-1, :-2])
+        | (centre != padded[1:-1, 2:])
     )
     area = np.bincount(labels.ravel())
     perimeter = np.bincount(labels.ravel(), weights=on_edge.ravel().astype(float))
@@ -104,7 +106,11 @@ def method(name: str) -> tuple[Callable[[np.ndarray, float], np.ndarray], float,
     import safeview
 
     if name == "slic":
-        return (lambda im, p: safeview.segment(im, "slic", n_segments=int(p), compactness=10.0)), 1.0, 1.0
+        return (
+            (lambda im, p: safeview.segment(im, "slic", n_segments=int(p), compactness=10.0)),
+            1.0,
+            1.0,
+        )
     if name == "bass":
         return (lambda im, p: safeview.segment(im, "bass", n_segments=max(1, int(p)))), 1.0, 1.0
     if name == "watershed":
@@ -112,14 +118,24 @@ def method(name: str) -> tuple[Callable[[np.ndarray, float], np.ndarray], float,
     if name == "felzenszwalb":
         # count falls as scale grows: the parameter is 1 / scale-ish
         return (
-            lambda im, p: safeview.segment(im, "felzenszwalb", scale=float(50000.0 / p), sigma=0.5,
-                                           min_size=max(10, int(im.shape[0] * im.shape[1] / p / 8)))
-        ), 1.0, 1.0
+            (
+                lambda im, p: safeview.segment(
+                    im,
+                    "felzenszwalb",
+                    scale=float(50000.0 / p),
+                    sigma=0.5,
+                    min_size=max(10, int(im.shape[0] * im.shape[1] / p / 8)),
+                )
+            ),
+            1.0,
+            1.0,
+        )
     raise ValueError(name)
 
 
-def calibrate(run: Callable[[np.ndarray, float], np.ndarray], images: list[np.ndarray],
-              target: int) -> tuple[float, float]:
+def calibrate(
+    run: Callable[[np.ndarray, float], np.ndarray], images: list[np.ndarray], target: int
+) -> tuple[float, float]:
     parameter = float(target)
     mean_count = 0.0
     for _ in range(4):
@@ -148,7 +164,9 @@ def main() -> None:
     if not paths:
         sys.exit(f"error: no BSDS500 images under {args.data}")
     images = [load_image(p).pixels for p in paths]
-    truths = [load_ground_truth(args.data / "groundTruth" / "test" / f"{p.stem}.mat") for p in paths]
+    truths = [
+        load_ground_truth(args.data / "groundTruth" / "test" / f"{p.stem}.mat") for p in paths
+    ]
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     targets = [int(c) for c in args.counts.split(",")]
     rows: list[dict[str, Any]] = []
@@ -157,7 +175,9 @@ def main() -> None:
         run(images[0], 50)  # warm-up (numba compilation for bass)
         for target in targets:
             parameter, _ = calibrate(run, images[: args.calibration_images], target)
-            metrics: dict[str, list[float]] = {k: [] for k in ("br", "ue", "asa", "co", "ev", "time", "count")}
+            metrics: dict[str, list[float]] = {
+                k: [] for k in ("br", "ue", "asa", "co", "ev", "time", "count")
+            }
             for index, (image, truth) in enumerate(zip(images, truths, strict=True)):
                 start = time.perf_counter()
                 labels = run(image, parameter)
@@ -175,8 +195,12 @@ def main() -> None:
                 metrics["co"].append(compactness(labels))
                 metrics["ev"].append(explained_variation(labels, image))
                 metrics["count"].append(int(labels.max()) + 1)
-                print(f"\r{name} ~{target}: {index + 1}/{len(images)}", end="", file=sys.stderr,
-                      flush=True)
+                print(
+                    f"\r{name} ~{target}: {index + 1}/{len(images)}",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
             print(file=sys.stderr)
             row = {"method": name, "target": target, "parameter": parameter}
             for key, values in metrics.items():
@@ -185,15 +209,21 @@ def main() -> None:
             rows.append(row)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(rows, indent=1))
-    print(f"BSDS500 test, {len(images)} images, means over images (each averaged over its "
-          "annotations)\n")
-    print("| method | target | mean count | boundary recall | undersegmentation error | ASA | "
-          "compactness | explained variation | median s/image |")
+    print(
+        f"BSDS500 test, {len(images)} images, means over images (each averaged over its "
+        "annotations)\n"
+    )
+    print(
+        "| method | target | mean count | boundary recall | undersegmentation error | ASA | "
+        "compactness | explained variation | median s/image |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['method']} | {row['target']} | {row['count']:.1f} | {row['br']:.4f} | "
-              f"{row['ue']:.4f} | {row['asa']:.4f} | {row['co']:.4f} | {row['ev']:.4f} | "
-              f"{row['median_time']:.3f} |")
+        print(
+            f"| {row['method']} | {row['target']} | {row['count']:.1f} | {row['br']:.4f} | "
+            f"{row['ue']:.4f} | {row['asa']:.4f} | {row['co']:.4f} | {row['ev']:.4f} | "
+            f"{row['median_time']:.3f} |"
+        )
     plot(rows, args.plots)
 
 
@@ -203,9 +233,14 @@ def plot(rows: list[dict[str, Any]], folder: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = {"br": "boundary recall", "ue": "undersegmentation error (NP)",
-             "asa": "achievable segmentation accuracy", "co": "compactness",
-             "ev": "explained variation", "median_time": "median seconds per image"}
+    names = {
+        "br": "boundary recall",
+        "ue": "undersegmentation error (NP)",
+        "asa": "achievable segmentation accuracy",
+        "co": "compactness",
+        "ev": "explained variation",
+        "median_time": "median seconds per image",
+    }
     figure, axes = plt.subplots(2, 3, figsize=(13, 7.5))
     for axis, (key, title) in zip(axes.ravel(), names.items(), strict=True):
         for name in dict.fromkeys(r["method"] for r in rows):

@@ -50,6 +50,8 @@ class RedGuard:
     def __init__(self) -> None:
         self.device = torch.device("cpu")
         self.module = RedDetector()
+        for parameter in self.module.parameters():  # frozen, as the real guards are
+            parameter.requires_grad_(False)
 
     def preprocess(self, images: list[np.ndarray] | np.ndarray) -> torch.Tensor:
         batch = resize_batch(images, self.input_size).astype(np.float32) / 255.0

@@ -166,3 +166,52 @@ def test_classify_table_and_json(inputs: Path) -> None:
     result = runner.invoke(app, ["classify", str(inputs / "cat.jpg"), str(inputs / "empty.png")])
     assert result.exit_code == 1
     assert "sfw 1.000, nsfw 0.000" in result.stdout and "empty file" in result.stderr
+
+
+def test_bad_segmenter_option_is_a_usage_error(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app,
+        [
+            "safeguard",
+            "x.jpg",
+            "--segmenter",
+            "slic",
+            "--segmenter-option",
+            "n_segmentz=4",
+            "-o",
+            str(tmp_path / "o"),
+        ],
+    )
+    assert result.exit_code == 2
+    assert "bad option" in result.stderr
+    result = runner.invoke(
+        app, ["safeguard", "x.jpg", "--segmenter-option", "novalue", "-o", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 2 and "KEY=VALUE" in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_bass_guided_from_the_cli(inputs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = runner.invoke(
+        app,
+        [
+            "safeguard",
+            str(inputs / "cat.jpg"),
+            "--guard",
+            "imagenet",
+            "--segmenter",
+            "bass-guided",
+            "--segmenter-option",
+            "n_segments=30",
+            "--json",
+            "-o",
+            str(out),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["segmenter"] == "bass-guided"
+    assert report["segmenter_options"] == {"n_segments": 30}
+    assert report["n_regions"] >= 5

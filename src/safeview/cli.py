@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from safeview.io import IMAGE_EXTENSIONS, ImageInputError
+from safeview.io import ImageInputError
 
 if TYPE_CHECKING:
+    from safeview.batch import Outcome
     from safeview.report import Report
 
 app = typer.Typer(
@@ -45,6 +47,8 @@ class SegmenterName(StrEnum):
     slic = "slic"
     felzenszwalb = "felzenszwalb"
     watershed = "watershed"
+    bass = "bass"
+    bass_guided = "bass-guided"
 
 
 class StyleName(StrEnum):
@@ -54,62 +58,39 @@ class StyleName(StrEnum):
     inpaint = "inpaint"
 
 
+class EngineName(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
 class OnFailureName(StrEnum):
     blur_all = "blur-all"
     keep = "keep"
     error = "error"
 
 
-@dataclass
-class Job:
-    """One input and where its outputs go (``stem`` is relative to the output folder)."""
-
-    source: Path | None
-    name: str
-    stem: Path
-    pixels: Any = None  # for --demo images
-
-
 def _error(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
 
 
-def _collect(inputs: list[str], demo: bool) -> tuple[list[Job], list[str]]:
-    """Expand files and folders into jobs; return them with one error line per bad input."""
-    jobs: list[Job] = []
-    errors: list[str] = []
-    for raw in inputs:
-        path = Path(raw)
-        if path.is_dir():
-            found = sorted(
-                p
-                for p in path.rglob("*")
-                if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() and not p.is_symlink()
-            )
-            if not found:
-                errors.append(f"{raw}: no images found in directory")
-            for item in found:
-                relative = item.relative_to(path)
-                jobs.append(Job(item, str(item), Path(path.name) / relative.with_suffix("")))
-        elif path.exists():
-            jobs.append(Job(path, str(path), Path(path.stem)))
-        else:
-            errors.append(f"{raw}: no such file or directory")
-    if demo:
-        from skimage import data
-
-        for key in ("chelsea", "coffee", "astronaut"):
-            jobs.append(Job(None, f"demo:{key}", Path(f"demo-{key}"), getattr(data, key)()))
-    # Two inputs with the same stem must not overwrite each other's outputs.
-    seen: dict[str, int] = {}
-    for job in jobs:
-        key = str(job.stem).lower()
-        if key in seen:
-            seen[key] += 1
-            job.stem = job.stem.with_name(f"{job.stem.name}-{seen[key]}")
-        else:
-            seen[key] = 1
-    return jobs, errors
+def _parse_options(items: list[str]) -> dict[str, Any]:
+    """``["n_segments=40", "i_std=0.03"]`` -> ``{"n_segments": 40, "i_std": 0.03}``."""
+    options: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"segmenter option {item!r} is not KEY=VALUE")
+        value: Any = raw.strip()
+        for convert in (int, float):
+            try:
+                value = convert(raw)
+                break
+            except ValueError:
+                continue
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            value = value.lower() == "true"
+        options[key.strip()] = value
+    return options
 
 
 def _summary(report: Report) -> str:
@@ -124,11 +105,6 @@ def _summary(report: Report) -> str:
         f"{report.input.name}: {target} p={before:.3f} -> {after_text}, {state}, "
         f"{len(report.regions)} region(s), {100 * report.obfuscated_fraction:.1f}% obfuscated"
     )
-
-
-def _check_not_overwriting(job: Job, target: Path) -> None:
-    if job.source is not None and target.exists() and target.resolve() == job.source.resolve():
-        raise ImageInputError(f"{job.name}: output {target} would overwrite the input")
 
 
 @app.command()
@@ -175,104 +151,134 @@ def safeguard(
     demo: Annotated[
         bool, typer.Option("--demo", help="Add three built-in sample photographs as inputs.")
     ] = False,
+    segmenter_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--segmenter-option",
+            help="KEY=VALUE passed to the segmenter, repeatable (e.g. n_segments=40, i_std=0.03).",
+        ),
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     batch_size: Annotated[
         int, typer.Option(min=1, help="Candidate images per forward pass in the search.")
     ] = 4,
+    engine: Annotated[
+        EngineName,
+        typer.Option(help="local: this process. ray: Ray Data actors (models load once each)."),
+    ] = EngineName.local,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster address (e.g. ray://head:10001); default: a local Ray."),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Ray actors (--engine ray).")] = 2,
 ) -> None:
     """Obfuscate the minimal unsafe regions of each image.
 
     Writes OUTPUT/NAME.EXT (obfuscated, metadata stripped) and OUTPUT/NAME.json (the report) for
-    every input. Exits 1 if any input failed; the other inputs are still processed.
+    every input; files under a folder keep their path relative to it. OUTPUT/manifest.jsonl lists
+    every input as ok or failed; a rerun after an interruption skips what is done. Exits 1 if any
+    input failed; the other inputs are still processed.
     """
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from safeview.batch import collect, run_local
 
-    jobs, errors = _collect(list(inputs or []), demo)
+    try:
+        segmenter_options = _parse_options(segmenter_option or [])
+        from safeview.segmentation import make_segmenter
+
+        make_segmenter(segmenter.value, **segmenter_options)
+    except ValueError as exc:
+        _error(str(exc))
+        raise typer.Exit(2) from None
+    jobs, errors = collect(list(inputs or []), demo)
     for message in errors:
         _error(message)
     if not jobs and not errors:
         _error("no inputs given (pass image files or folders, or --demo)")
         raise typer.Exit(2)
-
+    options: dict[str, Any] = {
+        "guard": guard.value,
+        "attribution": attribution.value,
+        "segmenter": segmenter.value,
+        "segmenter_options": segmenter_options,
+        "style": style.value,
+        "threshold": threshold,
+        "max_regions": max_regions,
+        "prune": not no_prune,
+        "on_failure": on_failure.value,
+        "device": device,
+        "batch_size": batch_size,
+    }
     failures = len(errors)
-    progress = Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-        disable=len(jobs) < 2 or not sys.stderr.isatty(),
-    )
-    with progress:
-        task = progress.add_task("safeguarding", total=len(jobs))
-        for job in jobs:
-            try:
-                report = _safeguard_one(
-                    job,
-                    output,
-                    guard=guard.value,
-                    attribution=attribution.value,
-                    segmenter=segmenter.value,
-                    style=style.value,
-                    threshold=threshold,
-                    max_regions=max_regions,
-                    prune=not no_prune,
-                    on_failure=on_failure.value,
-                    viz=viz,
-                    device=device,
-                    batch_size=batch_size,
-                )
-            except (ImageInputError, ValueError, OSError) as exc:
-                failures += 1
-                _error(str(exc))
-            else:
-                if report.error and report.fallback == "error":
-                    failures += 1
-                    _error(f"{job.name}: {report.error} (no image written)")
-                if as_json:
-                    typer.echo(report.to_json(indent=None))
-                else:
-                    typer.echo(_summary(report))
-            progress.advance(task)
+    skipped = 0
+
+    def report_outcome(outcome: Outcome) -> None:
+        nonlocal failures, skipped
+        if outcome.skipped:
+            skipped += 1
+            return
+        if not outcome.ok:
+            failures += 1
+            _error(outcome.record["error"])
+        if outcome.report is not None:
+            typer.echo(outcome.report.to_json(indent=None) if as_json else _summary(outcome.report))
+
+    if engine is EngineName.ray:
+        from safeview.engines.ray_engine import run_ray
+
+        for outcome in run_ray(jobs, output, options, viz, address=ray_address, workers=workers):
+            report_outcome(outcome)
+    else:
+        with _progress(len(jobs)) as advance:
+
+            def on_done(outcome: Outcome) -> None:
+                report_outcome(outcome)
+                advance()
+
+            run_local(jobs, output, options, viz, on_done=on_done)
+    if skipped:
+        typer.echo(
+            f"skipped {skipped} input(s) already done in {output / 'manifest.jsonl'}", err=True
+        )
     if failures:
         raise typer.Exit(1)
 
 
-def _safeguard_one(job: Job, output: Path, *, viz: bool, **options: Any) -> Report:
-    from safeview.io import atomic_write, encode_image, load_image, output_format
-    from safeview.pipeline import SearchFailedError
-    from safeview.pipeline import safeguard as run
+@contextmanager
+def _progress(total: int) -> Iterator[Callable[[], None]]:
+    """A progress bar with rate and ETA on stderr (only for several inputs on a terminal)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
-    loaded = load_image(job.pixels if job.source is None else job.source, name=job.name)
-    _, extension = output_format(loaded.format)
-    image_path = output / job.stem.with_suffix(extension)
-    report_path = output / job.stem.with_suffix(".json")
-    _check_not_overwriting(job, image_path)
-    try:
-        report = run(loaded, **options)
-    except SearchFailedError as failed:
-        report = failed.report
-    if report.encoded is not None:
-        atomic_write(image_path, report.encoded)
-        report.output = str(image_path)
-    if viz and report.image is not None:
-        from safeview.viz import visualize
+    class RateColumn(TaskProgressColumn):
+        def render(self, task: Any) -> Any:
+            from rich.text import Text
 
-        viz_path = output / job.stem.with_name(job.stem.name + ".viz.png")
-        atomic_write(viz_path, encode_image(visualize(report), "PNG"))
-        report.visualization = str(viz_path)
-    atomic_write(report_path, (report.to_json() + "\n").encode())
-    return report
+            speed = task.finished_speed or task.speed
+            return Text(f"{speed:.2f} img/s" if speed else "-- img/s")
+
+    progress = Progress(
+        TextColumn("safeguarding"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=total < 2 or not sys.stderr.isatty(),
+    )
+    with progress:
+        task = progress.add_task("safeguarding", total=total)
+        yield lambda: progress.advance(task)
 
 
 @app.command()
@@ -291,9 +297,10 @@ def classify(
     from rich.console import Console
     from rich.table import Table
 
+    from safeview.batch import collect
     from safeview.pipeline import classify as run
 
-    jobs, errors = _collect(inputs, demo=False)
+    jobs, errors = collect(inputs)
     for message in errors:
         _error(message)
     failures = len(errors)
@@ -324,6 +331,33 @@ def classify(
         Console().print(table)
     if failures:
         raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes; each loads the models once.")
+    ] = 1,
+) -> None:
+    """Run the HTTP service: POST /v1/moderations (OpenAI-compatible, images), POST /v1/safeguard,
+    GET /healthz, /readyz, the review page at / and the API docs at /docs.
+
+    Limits come from the environment: SAFEVIEW_API_KEY (require Authorization: Bearer KEY),
+    SAFEVIEW_MAX_BODY_BYTES, SAFEVIEW_MAX_PIXELS, SAFEVIEW_TIMEOUT_S, SAFEVIEW_MAX_CONCURRENCY,
+    SAFEVIEW_MAX_QUEUE, SAFEVIEW_DEVICE, SAFEVIEW_PRELOAD (guards loaded at start).
+    """
+    import uvicorn
+
+    uvicorn.run(
+        "safeview.service.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+    )
 
 
 @app.command()

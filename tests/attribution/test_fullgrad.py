@@ -119,3 +119,5 @@ def test_matches_grad_cam_package_on_real_guards(guard_name: str) -> None:
     ours = FullGrad(guard.module).attribute(x, target)[0]
     theirs = _grad_cam_fullgrad(guard.module, x, target)[0]
     assert _pearson(ours, theirs) >= 0.99
+    cam = attribute(guard, image, target, make_attribution("gradcam", guard))
+    assert cam.shape == (224, 224) and cam.max() > 0

@@ -58,14 +58,16 @@ def test_count_adapts_flat_merges_textured_splits() -> None:
     n_segments=st.integers(1, 40),
     blocky=st.booleans(),
 )
-def test_every_superpixel_is_connected(seed: int, height: int, width: int, n_segments: int,
-                                       blocky: bool) -> None:
+def test_every_superpixel_is_connected(
+    seed: int, height: int, width: int, n_segments: int, blocky: bool
+) -> None:
     rng = np.random.default_rng(seed)
     if blocky:
         small = rng.integers(0, 256, (max(1, height // 6), max(1, width // 6), 3))
         image = np.kron(small, np.ones((6, 6, 1)))[:height, :width]
-        image = np.pad(image, ((0, height - image.shape[0]), (0, width - image.shape[1]), (0, 0)),
-                       mode="edge").astype(np.uint8)
+        image = np.pad(
+            image, ((0, height - image.shape[0]), (0, width - image.shape[1]), (0, 0)), mode="edge"
+        ).astype(np.uint8)
     else:
         image = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
     labels = safeview.segment(image, "bass", n_segments=n_segments)

@@ -61,6 +61,9 @@ class GradCAMFamily:
 
         cam_class = getattr(pytorch_grad_cam, _CAM_CLASSES[self.name])
         targets = [target] * x.shape[0] if isinstance(target, int) else list(target)
+        # Guards freeze their weights; without an input that requires grad, the CAM's backward
+        # pass would have nothing to differentiate.
+        x = x.detach().clone().requires_grad_(True)
         with cam_class(model=self.module, target_layers=[self.target_layer]) as cam:
             maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(t) for t in targets])
         return np.asarray(maps, dtype=np.float32)

@@ -13,17 +13,17 @@ covariance of a disc of the initial superpixel area and ``a`` a prior pixel coun
 halved on a split, summed on a merge). It keeps superpixels compact without a hand-set compactness.
 
 Inference. Start from a hexagonal grid. Then, for ``iterations`` outer iterations of ``sweeps``
-sweeps each, relabel only boundary pixels, in four parity passes ((x mod 2, y mod 2)), so that no two
-pixels updated together are 8-neighbours. A pixel takes, among its own label and its 4-neighbours'
-labels, the one of lowest energy (colour + position negative log-likelihood + ``beta`` times the
-number of 8-neighbours with another label), but only where a 256-entry table says the change is a
-simple-point move for both labels (neither label's topology changes). Every 4th iteration each
-superpixel proposes a split into two (2-means on colour and position) accepted by the Metropolis-
-Hastings ratio of the Dirichlet-process colour model (``Gamma(n1) Gamma(n2) / Gamma(n)`` times the
-marginal likelihoods); two iterations later adjacent pairs propose merges, whose ratio also carries
-``1 / alpha``. So the number of superpixels adapts: flat images merge, textured ones split. A final
-connected-components pass gives every stray fragment to a neighbour, so every superpixel is
-4-connected (the reference code can leave fragments).
+sweeps each, relabel only boundary pixels, in four parity passes ((x mod 2, y mod 2)), so that no
+two pixels updated together are 8-neighbours. A pixel takes, among its own label and its
+4-neighbours' labels, the one of lowest energy (colour + position negative log-likelihood +
+``beta`` times the number of 8-neighbours with another label), but only where a 256-entry table
+says the change is a simple-point move for both labels (neither label's topology changes). Every
+4th iteration each superpixel proposes a split into two (2-means on colour and position) accepted
+by the Metropolis- Hastings ratio of the Dirichlet-process colour model (``Gamma(n1) Gamma(n2) /
+Gamma(n)`` times the marginal likelihoods); two iterations later adjacent pairs propose merges,
+whose ratio also carries ``1 / alpha``. So the number of superpixels adapts: flat images merge,
+textured ones split. A final connected-components pass gives every stray fragment to a neighbour,
+so every superpixel is 4-connected (the reference code can leave fragments).
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def _hexagonal_grid(height: int, width: int, dx: float, dy: float) -> np.ndarray
     columns = int(width / dx) + 3
     labels = np.empty((height, width), dtype=np.int64)
     for y in range(height):
-        row0 = int(math.floor((y - dy / 2.0) / dy))
+        row0 = math.floor((y - dy / 2.0) / dy)
         for x in range(width):
             best = 1e30
             best_id = 0
@@ -106,7 +106,7 @@ def _hexagonal_grid(height: int, width: int, dx: float, dy: float) -> np.ndarray
                     continue
                 cy = dy / 2.0 + row * dy
                 shift = dx / 2.0 + (dx / 2.0 if row % 2 else 0.0)
-                col0 = int(math.floor((x - shift) / dx))
+                col0 = math.floor((x - shift) / dx)
                 for col in range(col0 - 1, col0 + 3):
                     if col < 0:
                         continue
@@ -320,8 +320,9 @@ def _sweep(
 
 
 @njit(cache=True)
-def _log_marginal(n: float, s: np.ndarray, ss: np.ndarray, prior_mean: np.ndarray,
-                  sigma2: float, tau2: float) -> float:
+def _log_marginal(
+    n: float, s: np.ndarray, ss: np.ndarray, prior_mean: np.ndarray, sigma2: float, tau2: float
+) -> float:
     """log p(colours) of a cluster: Gaussian, known variance sigma2, mean ~ N(prior_mean, tau2)."""
     total = 0.0
     for f in range(s.shape[0]):
@@ -505,8 +506,9 @@ def _merge(
                 if na <= 0 or nb <= 0:
                     continue
                 log_ratio = -log_alpha + math.lgamma(na + nb) - math.lgamma(na) - math.lgamma(nb)
-                log_ratio += _log_marginal(na + nb, csum[a] + csum[b], csq[a] + csq[b],
-                                           prior_mean, sigma2, tau2)
+                log_ratio += _log_marginal(
+                    na + nb, csum[a] + csum[b], csq[a] + csq[b], prior_mean, sigma2, tau2
+                )
                 log_ratio -= _log_marginal(na, csum[a], csq[a], prior_mean, sigma2, tau2)
                 log_ratio -= _log_marginal(nb, csum[b], csq[b], prior_mean, sigma2, tau2)
                 if log_ratio > 0.0:
@@ -714,21 +716,41 @@ class BASS:
         for iteration in range(self.iterations):
             if self.split_merge and iteration < self.iterations - 2:
                 if iteration % 4 == 1 and k < capacity // 2:
-                    k = _split(labels, feats, k, prior_count, prior_mean, sigma2, tau2,
-                               size / 2.0, max(min_size, 4))
+                    k = _split(
+                        labels,
+                        feats,
+                        k,
+                        prior_count,
+                        prior_mean,
+                        sigma2,
+                        tau2,
+                        size / 2.0,
+                        max(min_size, 4),
+                    )
                     labels = _absorb_fragments(labels, 1)
                     k, prior_count = self._compact(labels, prior_count)
                 elif iteration % 4 == 3:
                     count, csum, csq, _, _ = _statistics(labels, feats, k)
-                    if _merge(labels, count, csum, csq, prior_count, prior_mean, sigma2, tau2,
-                              math.log(self.alpha)):
+                    if _merge(
+                        labels,
+                        count,
+                        csum,
+                        csq,
+                        prior_count,
+                        prior_mean,
+                        sigma2,
+                        tau2,
+                        math.log(self.alpha),
+                    ):
                         k, prior_count = self._compact(labels, prior_count)
             for _ in range(self.sweeps):
                 count, csum, _, psum, pmom = _statistics(labels, feats, k)
-                cmean, pmean, inv, logdet = _parameters(count, csum, psum, pmom,
-                                                        prior_count, prior_var)
-                changed = _sweep(labels, feats, cmean, pmean, inv, logdet, inv_two_var,
-                                 self.beta, _SIMPLE)
+                cmean, pmean, inv, logdet = _parameters(
+                    count, csum, psum, pmom, prior_count, prior_var
+                )
+                changed = _sweep(
+                    labels, feats, cmean, pmean, inv, logdet, inv_two_var, self.beta, _SIMPLE
+                )
                 if changed <= tolerance:
                     break
         return enforce_connectivity(labels, min_size)

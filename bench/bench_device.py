@@ -1,0 +1,102 @@
+"""Device selection and batch throughput: guards and pipeline on CPU and, when present, CUDA.
+
+For each device: guard forward throughput (images/s) at several batch sizes, FullGrad time per
+image, and the median end-to-end ``safeguard`` time on BSDS500 photographs. Medians of repeated
+runs, CPU and GPU measured side by side in one process.
+
+    .venv/bin/python bench/bench_device.py --images ../shared/data/bsds500/images/test --limit 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+DEFAULT_IMAGES = (
+    Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bsds500" / "images" / "test"
+)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def throughput(guard, device: torch.device, batch: int, repeats: int = 5) -> float:
+    x = torch.randn(batch, 3, 224, 224, device=device)
+    with torch.inference_mode():
+        guard.module(x)
+        _sync(device)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            guard.module(x)
+            _sync(device)
+            times.append(time.perf_counter() - start)
+    return batch / statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=Path, default=DEFAULT_IMAGES)
+    parser.add_argument("--limit", type=int, default=20)
+    parser.add_argument("--batches", default="1,8,32,128")
+    args = parser.parse_args()
+
+    import safeview
+    from safeview.attribution.fullgrad import FullGrad
+    from safeview.guards import load_guard
+    from safeview.io import load_image
+
+    auto = load_guard("imagenet")
+    print(
+        f"device selection: load_guard('imagenet') with no device -> {auto.device}; "
+        f"torch {torch.__version__}, cuda available: {torch.cuda.is_available()}"
+        + (f" ({torch.cuda.get_device_name(0)})" if torch.cuda.is_available() else "")
+    )
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    batches = [int(b) for b in args.batches.split(",")]
+    paths = sorted(args.images.glob("*.jpg"))[: args.limit]
+    images = [load_image(p).pixels for p in paths]
+    print(f"\ntorch threads on CPU: {torch.get_num_threads()}; {len(images)} photographs\n")
+    print(
+        "| guard | device | "
+        + " | ".join(f"batch {b} img/s" for b in batches)
+        + " | FullGrad s/img | safeguard s/img (median, slic) |"
+    )
+    print("|---|---|" + "---|" * len(batches) + "---|---|")
+    for name in ("open-nsfw", "imagenet"):
+        for device in devices:
+            guard = load_guard(name, device)
+            rates = [throughput(guard, device, b) for b in batches]
+            explainer = FullGrad(guard.module)
+            x = guard.preprocess([images[0]])
+            explainer.attribute(x, 0)
+            grad_times = []
+            for image in images[:10]:
+                x = guard.preprocess([image])
+                _sync(device)
+                start = time.perf_counter()
+                explainer.attribute(x, 0)
+                _sync(device)
+                grad_times.append(time.perf_counter() - start)
+            # open_nsfw finds these photographs safe; a threshold of 0.01 flags most of them so
+            # that the whole pipeline runs (the ImageNet guard's decision is top-1, no threshold).
+            end_to_end = []
+            for image in images:
+                start = time.perf_counter()
+                safeview.safeguard(image, guard=guard, segmenter="slic", threshold=0.01)
+                end_to_end.append(time.perf_counter() - start)
+            print(
+                f"| {name} | {device} | "
+                + " | ".join(f"{r:.0f}" for r in rates)
+                + f" | {statistics.median(grad_times):.4f} | {statistics.median(end_to_end):.3f} |"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Execution engines for batch safeguarding beyond this process (Ray Data)."""

@@ -1,0 +1,75 @@
+"""``--engine ray`` on a local Ray (ray.init() on this machine)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_batch import _photos
+
+
+@pytest.mark.slow
+def test_ray_engine_processes_every_file_and_reports_bad_ones(tmp_path: Path) -> None:
+    root = tmp_path / "in"
+    paths = _photos(root, 4)
+    (root / "a" / "truncated.jpg").write_bytes(paths[0].read_bytes()[:500])
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "safeview.cli",
+            "safeguard",
+            str(root),
+            "--guard",
+            "imagenet",
+            "--engine",
+            "ray",
+            "--workers",
+            "2",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert result.returncode == 1, result.stderr[-2000:]  # the truncated file failed
+    lines = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    by_input = {line["input"]: line for line in lines}
+    assert len(lines) == len(by_input) == 5
+    bad = by_input["a/truncated.jpg"]
+    assert bad["status"] == "failed" and "truncated" in bad["error"]
+    for path in paths:
+        line = by_input[path.relative_to(root).as_posix()]
+        assert line["status"] == "ok", line
+        assert Path(line["output"]).exists()
+        report = json.loads(Path(line["report"]).read_text())
+        assert report["schema_version"] == "1.0" and report["guard"]["name"] == "imagenet"
+    # A rerun finds everything done and repeats only the failure.
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "safeview.cli",
+            "safeguard",
+            str(root),
+            "--guard",
+            "imagenet",
+            "--engine",
+            "ray",
+            "--workers",
+            "1",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert "skipped 4 input(s)" in again.stderr
+    assert len((out / "manifest.jsonl").read_text().splitlines()) == 5

@@ -1,0 +1,184 @@
+"""The HTTP service in-process (FastAPI's TestClient) and over 127.0.0.1 with the official
+``openai`` client."""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from safeview.service.app import Settings, create_app
+from tests.conftest import red_square_image
+from tests.service.conftest import SAFE, UNSAFE, data_url, png, service_settings, wait_ready
+
+
+def test_health_ready_and_docs(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/readyz").json()["status"] == "ready"
+    assert "/v1/moderations" in client.get("/openapi.json").json()["paths"]
+    assert "Reveal original" in client.get("/").text
+
+
+def test_moderation_flags_the_unsafe_image_only(client: TestClient) -> None:
+    response = client.post(
+        "/v1/moderations",
+        json={
+            "input": [
+                {"type": "image_url", "image_url": {"url": data_url(UNSAFE)}},
+                {"type": "image_url", "image_url": {"url": data_url(SAFE)}},
+            ]
+        },
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["id"].startswith("modr-") and body["model"] == "safeview-red-square"
+    first, second = body["results"]
+    assert first["flagged"] is True and first["categories"] == {"unsafe": True}
+    assert first["category_scores"]["unsafe"] > 0.5
+    assert first["category_applied_input_types"] == {"unsafe": ["image"]}
+    assert second["flagged"] is False
+
+
+@pytest.mark.parametrize(
+    ("payload", "status", "code"),
+    [
+        ({"input": "some text"}, 400, "unsupported_input"),
+        ({"input": [{"type": "text", "text": "hi"}]}, 400, "unsupported_input"),
+        (
+            {"input": [{"type": "image_url", "image_url": {"url": "https://x/y.png"}}]},
+            400,
+            "unsupported_input",
+        ),
+        (
+            {"input": [{"type": "image_url", "image_url": {"url": "data:image/png;base64,!!"}}]},
+            400,
+            "invalid_image_url",
+        ),
+        (
+            {
+                "input": [
+                    {"type": "image_url", "image_url": {"url": data_url(b"not an image at all")}}
+                ]
+            },
+            415,
+            "unsupported_media_type",
+        ),
+        ({"nope": 1}, 422, "invalid_request"),
+        ({"input": [], "model": "llamaguard"}, 422, "invalid_request"),
+    ],
+)
+def test_moderation_bad_input_is_a_json_4xx(
+    client: TestClient, payload: object, status: int, code: str
+) -> None:
+    response = client.post("/v1/moderations", json=payload)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+
+
+def test_invalid_json_body(client: TestClient) -> None:
+    response = client.post(
+        "/v1/moderations", content=b"{not json", headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 400 and response.json()["error"]["code"] == "invalid_json"
+
+
+def test_safeguard_raw_body_json_and_image(client: TestClient) -> None:
+    response = client.post("/v1/safeguard?style=fill&viz=true", content=UNSAFE)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["report"]["flagged"] is True and body["report"]["success"] is True
+    output = Image.open(io.BytesIO(base64.b64decode(body["image"])))
+    assert output.size == (128, 128)
+    assert body["visualization"] is not None
+    response = client.post("/v1/safeguard", content=UNSAFE, headers={"accept": "image/jpeg"})
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "image/png"  # PNG in, PNG out
+    assert response.headers["x-safeview-success"] == "true"
+
+
+def test_safeguard_multipart_is_parsed_in_memory(client: TestClient, monkeypatch) -> None:
+    import tempfile
+
+    def no_temp_files(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the original was spooled to a temporary file")
+
+    monkeypatch.setattr(tempfile, "SpooledTemporaryFile", no_temp_files)
+    big = png(np.kron(red_square_image(), np.ones((8, 8, 1), np.uint8)))  # over 1 MiB? close
+    response = client.post(
+        "/v1/safeguard", files={"file": ("x.png", big, "image/png")}, data={"style": "fill"}
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["report"]["style"] == "fill"
+
+
+@pytest.mark.parametrize(
+    ("content", "query", "status", "code"),
+    [
+        (b"", "", 400, "invalid_image"),
+        (b"hello", "", 415, "unsupported_media_type"),
+        (UNSAFE[: len(UNSAFE) // 2], "", 400, "invalid_image"),
+        (UNSAFE, "?threshold=abc", 422, "invalid_option"),
+        (UNSAFE, "?style=smudge", 422, "invalid_option"),
+        (UNSAFE, "?guard=other", 422, "invalid_option"),
+    ],
+)
+def test_safeguard_bad_input(
+    client: TestClient, content: bytes, query: str, status: int, code: str
+) -> None:
+    response = client.post("/v1/safeguard" + query, content=content)
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code
+
+
+def test_limits_body_size_pixels_and_api_key(monkeypatch) -> None:
+    monkeypatch.setenv("SAFEVIEW_API_KEY", "sekrit")
+    settings = service_settings(
+        max_body_bytes=50_000, max_pixels=10_000, api_key=Settings.from_env().api_key
+    )
+    with TestClient(create_app(settings)) as test_client:
+        wait_ready(test_client)
+        assert test_client.post("/v1/safeguard", content=UNSAFE).status_code == 401
+        auth = {"authorization": "Bearer sekrit"}
+        too_big = test_client.post("/v1/safeguard", content=b"x" * 60_000, headers=auth)
+        assert too_big.status_code == 413
+        assert too_big.json()["error"]["code"] == "payload_too_large"
+        bomb = test_client.post("/v1/safeguard", content=UNSAFE, headers=auth)  # 128 x 128
+        assert bomb.status_code == 413 and bomb.json()["error"]["code"] == "image_too_large"
+        assert test_client.get("/healthz").status_code == 200  # no key needed
+
+
+def test_busy_server_answers_429_and_timeouts_503() -> None:
+    import asyncio
+
+    from safeview.service.app import Limiter, ServiceError
+
+    async def scenario() -> tuple[int, int]:
+        limiter = Limiter(slots=1, queue=0)
+        slow = asyncio.create_task(limiter.run(5.0, time.sleep, 0.5))
+        await asyncio.sleep(0.05)
+        with pytest.raises(ServiceError) as busy:
+            await limiter.run(5.0, time.sleep, 0.01)
+        await slow
+        with pytest.raises(ServiceError) as late:
+            await limiter.run(0.1, time.sleep, 0.5)
+        return busy.value.status, late.value.status
+
+    assert asyncio.run(scenario()) == (429, 503)
+
+
+def test_official_openai_client_works_unchanged(live_server: str) -> None:
+    from openai import OpenAI
+
+    client = OpenAI(base_url=live_server + "/v1", api_key="unused")
+    result = client.moderations.create(
+        model="red-square",
+        input=[{"type": "image_url", "image_url": {"url": data_url(UNSAFE)}}],
+    )
+    assert result.model == "safeview-red-square"
+    assert result.results[0].flagged is True
+    assert result.results[0].category_scores.model_dump()["unsafe"] > 0.5

@@ -1,0 +1,54 @@
+"""The review page end to end in headless Chromium (Debian's package, driven by Playwright)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import red_square_image
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+@pytest.mark.slow
+def test_upload_shows_obfuscated_first_and_original_only_on_reveal(
+    live_server: str,
+    tmp_path: Path,
+) -> None:
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian's chromium is missing: run setup.sh"
+
+    image_path = tmp_path / "unsafe.png"
+    Image.fromarray(red_square_image()).save(image_path)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--no-first-run",
+                "--disable-sync",
+            ],
+        )
+        page = browser.new_page()
+        page.goto(live_server + "/")
+        page.wait_for_selector("#guard option[value='red-square']", state="attached")
+        page.set_input_files("#file", str(image_path))
+        page.click("#run")
+        page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+        assert page.is_visible("#obfuscated")
+        assert page.is_visible("#viz")
+        assert not page.is_visible("#original")  # the original stays hidden
+        assert "flipped" in page.inner_text("#summary").lower()
+        assert page.eval_on_selector("#obfuscated", "img => img.naturalWidth") == 128
+        page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
+        page.click("#reveal")
+        assert page.is_visible("#original")
+        browser.close()
