@@ -11,5 +11,14 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 .venv/bin/python -m pip install --quiet -e ".[dev]"
+# Headless Chromium for the review-page test (Debian's package; never a browser download).
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    apt-get install -y -q chromium chromium-driver >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium chromium-driver >/dev/null; }
+  else
+    echo "note: install Debian's chromium (apt-get install chromium) for the review-page test" >&2
+  fi
+fi
 .venv/bin/safeview --help >/dev/null
 echo "safeview is installed in .venv (run: .venv/bin/safeview --help)"

@@ -83,7 +83,19 @@ def test_safeguard_good_and_bad_inputs(inputs: Path, tmp_path: Path) -> None:
     for name in ("notimage.jpg", "empty.png", "truncated.jpg", "missing.jpg"):
         assert any(name in line for line in errors), name
     # Only the good input produced files; nothing half-written, no temp files.
-    assert sorted(p.name for p in out.iterdir()) == ["cat.jpg", "cat.json", "cat.viz.png"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "cat.jpg",
+        "cat.json",
+        "cat.viz.png",
+        "manifest.jsonl",
+    ]
+    manifest = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert [(m["input"], m["status"]) for m in manifest] == [
+        ("cat.jpg", "ok"),
+        ("notimage.jpg", "failed"),
+        ("empty.png", "failed"),
+        ("truncated.jpg", "failed"),
+    ]
     report = json.loads((out / "cat.json").read_text())
     assert report["schema_version"] == "1.0" and report["flagged"] is True
     assert report["output"].endswith("cat.jpg")
@@ -104,7 +116,7 @@ def test_folder_keeps_relative_paths_and_json_lines(inputs: Path, tmp_path: Path
     assert result.exit_code == 0, result.output
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(lines) == 2
-    assert (out / "in" / "cat.jpg").exists() and (out / "in" / "sub" / "coffee.jpg").exists()
+    assert (out / "cat.jpg").exists() and (out / "sub" / "coffee.jpg").exists()
 
 
 @pytest.mark.slow

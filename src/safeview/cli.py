@@ -192,9 +192,10 @@ def safeguard(
     jobs, errors = collect(list(inputs or []), demo)
     for message in errors:
         _error(message)
-    if not jobs and not errors:
-        _error("no inputs given (pass image files or folders, or --demo)")
-        raise typer.Exit(2)
+    if not jobs:
+        if not errors:
+            _error("no inputs given (pass image files or folders, or --demo)")
+        raise typer.Exit(2 if not errors else 1)
     options: dict[str, Any] = {
         "guard": guard.value,
         "attribution": attribution.value,

@@ -50,5 +50,6 @@ def test_upload_shows_obfuscated_first_and_original_only_on_reveal(
         assert page.eval_on_selector("#obfuscated", "img => img.naturalWidth") == 128
         page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
         page.click("#reveal")
-        assert page.is_visible("#original")
+        page.wait_for_selector("#original", state="visible", timeout=10_000)
+        assert page.eval_on_selector("#original", "img => img.naturalWidth") == 128
         browser.close()

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Runs every benchmark in sequence on an otherwise idle machine; tables go to bench/results/*.md
+# (bench/results is not committed; bench/README.md quotes them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+mkdir -p bench/results
+py=.venv/bin/python
+$py bench/bench_superpixels.py > bench/results/superpixels.md 2> bench/results/superpixels.log
+$py bench/bench_counterfactual.py > bench/results/counterfactual.md 2> bench/results/counterfactual.log
+$py bench/bench_fullgrad.py --guard imagenet > bench/results/fullgrad.md 2> /dev/null
+$py bench/bench_fullgrad.py --guard open-nsfw 2> /dev/null | tail -1 >> bench/results/fullgrad.md
+{
+  $py bench/bench_service.py --route moderations --clients 4 --seconds 20
+  $py bench/bench_service.py --route safeguard --guard imagenet --clients 2 --seconds 30 | tail -1
+} > bench/results/service.md 2> bench/results/service.log
+$py bench/bench_batch.py --limit 40 > bench/results/batch.md 2> bench/results/batch.log
