@@ -13,6 +13,7 @@ from skimage import data
 from typer.testing import CliRunner
 
 from safeview.cli import app
+from safeview.report import SCHEMA_VERSION
 
 runner = CliRunner()
 
@@ -97,7 +98,7 @@ def test_safeguard_good_and_bad_inputs(inputs: Path, tmp_path: Path) -> None:
         ("truncated.jpg", "failed"),
     ]
     report = json.loads((out / "cat.json").read_text())
-    assert report["schema_version"] == "1.0" and report["flagged"] is True
+    assert report["schema_version"] == SCHEMA_VERSION and report["flagged"] is True
     assert report["output"].endswith("cat.jpg")
     written = (out / "cat.jpg").read_bytes()
     assert b"CameraMaker" not in written

@@ -113,3 +113,21 @@ def test_bad_options_are_refused_before_work(red_guard, red_square) -> None:
 def test_working_shape_never_upscales() -> None:
     assert working_shape(321, 481, 224) == (224, 336)
     assert working_shape(100, 50, 224) == (100, 50)
+
+
+def test_grounded_rationale_goes_into_the_report(red_guard, red_square) -> None:
+    report = safeview.safeguard(
+        red_square,
+        guard=red_guard,
+        style="fill",
+        working_size=128,
+        segmenter_options={"compactness": 10},
+        rationale="grounded",
+        rationale_options={"detector": None},
+    )
+    assert report.rationale is not None
+    assert report.rationale["backend"] == "grounded"
+    assert "flipped the guard's decision" in report.rationale["text"]
+    assert set(report.rationale) >= {"text", "backend", "model", "prompt", "category", "answers"}
+    assert "rationale" in report.timings
+    assert report.to_dict()["rationale"]["text"] == report.rationale["text"]

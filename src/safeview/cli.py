@@ -58,6 +58,12 @@ class StyleName(StrEnum):
     inpaint = "inpaint"
 
 
+class BackendName(StrEnum):
+    grounded = "grounded"
+    instructblip = "instructblip"
+    openai = "openai"
+
+
 class EngineName(StrEnum):
     local = "local"
     ray = "ray"
@@ -171,6 +177,10 @@ def safeguard(
         typer.Option(help="Ray cluster address (e.g. ray://head:10001); default: a local Ray."),
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Ray actors (--engine ray).")] = 2,
+    rationale: Annotated[
+        BackendName | None,
+        typer.Option(help="Also explain why (report key 'rationale') with this backend."),
+    ] = None,
 ) -> None:
     """Obfuscate the minimal unsafe regions of each image.
 
@@ -208,6 +218,7 @@ def safeguard(
         "on_failure": on_failure.value,
         "device": device,
         "batch_size": batch_size,
+        "rationale": rationale.value if rationale else None,
     }
     failures = len(errors)
     skipped = 0
@@ -332,6 +343,226 @@ def classify(
         Console().print(table)
     if failures:
         raise typer.Exit(1)
+
+
+def _backend_options(
+    backend: str,
+    model: str | None,
+    base_url: str | None,
+    api_key: str | None,
+    checkpoint: str | None,
+    device: str | None,
+) -> dict[str, Any]:
+    if backend == "openai":
+        return {"base_url": base_url, "model": model, "api_key": api_key}
+    if backend == "instructblip":
+        return {"model": model, "checkpoint": checkpoint}
+    return {}
+
+
+ModelOption = Annotated[
+    str | None,
+    typer.Option("--model", help="instructblip: hub id or folder; openai: the served model name."),
+]
+BaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        help="openai: server base URL, e.g. http://127.0.0.1:8000/v1 (or SAFEVIEW_OPENAI_BASE_URL)."
+    ),
+]
+ApiKeyOption = Annotated[
+    str | None, typer.Option(help="openai: API key (or SAFEVIEW_OPENAI_API_KEY).")
+]
+CheckpointOption = Annotated[
+    str | None,
+    typer.Option(
+        "--instructblip-checkpoint",
+        help="instructblip: a folder written by 'safeview vlm finetune'.",
+    ),
+]
+
+
+@app.command()
+def explain(
+    input_path: Annotated[str, typer.Argument(metavar="INPUT", help="The image to explain.")],
+    backend: Annotated[
+        BackendName,
+        typer.Option(help="grounded (offline evidence), instructblip, or openai (a server)."),
+    ] = BackendName.grounded,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
+    api_key: ApiKeyOption = None,
+    instructblip_checkpoint: CheckpointOption = None,
+    questions: Annotated[
+        bool, typer.Option("--questions", help="Also answer the category's moderator questions.")
+    ] = False,
+    guard: Annotated[
+        list[GuardName] | None, typer.Option(help="Guard(s) whose output conditions the VLM.")
+    ] = None,
+    policy: Annotated[
+        Path | None, typer.Option(help="A policy JSON file (taxonomy, questions, templates).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rationale as JSON.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Say why an image is unsafe, grounded in its attributes.
+
+    The grounded backend works offline from the guards' evidence (and says which moderator
+    questions it cannot answer); instructblip and openai ask a vision-language model whose
+    instruction is conditioned on what the guards predicted.
+    """
+    from safeview.rationale import explain as run
+    from safeview.rationale.openai_backend import RationaleError
+
+    options = _backend_options(
+        backend.value, model, base_url, api_key, instructblip_checkpoint, device
+    )
+    try:
+        result = run(
+            input_path,
+            backend.value,
+            guards=[g.value for g in guard or []] or None,
+            questions=questions,
+            policy=str(policy) if policy else None,
+            device=device,
+            **options,
+        )
+    except (ImageInputError, ValueError, OSError, RationaleError) as exc:
+        _error(str(exc))
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    typer.echo(result.text)
+    for answer in result.answers:
+        typer.echo(f"- {answer.question}\n  {answer.answer} [{answer.source}]")
+
+
+vlm_app = typer.Typer(
+    help="Train and evaluate the classifier-conditioned VLM.", no_args_is_help=True
+)
+app.add_typer(vlm_app, name="vlm")
+
+
+@vlm_app.command("finetune")
+def vlm_finetune(
+    data: Annotated[Path, typer.Argument(help="JSONL of {image, question, answer} records.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the model.")],
+    model: ModelOption = None,
+    guard: Annotated[GuardName, typer.Option(help="Guard that conditions each instruction.")] = (
+        GuardName.open_nsfw
+    ),
+    epochs: Annotated[int, typer.Option(min=1)] = 3,
+    learning_rate: Annotated[float, typer.Option("--lr")] = 1e-5,
+    save_every: Annotated[int, typer.Option(min=1, help="Steps between training states.")] = 50,
+    resume: Annotated[bool, typer.Option(help="Continue from OUTPUT's training state.")] = True,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Fine-tune the InstructBLIP Q-Former on guard-conditioned instructions (answer-only loss)."""
+    from safeview.rationale import Context, condition, load_policy, predictions
+    from safeview.rationale.finetune import finetune, read_records
+    from safeview.rationale.instructblip import DEFAULT_MODEL, load_instructblip
+
+    try:
+        records = read_records(data)
+        network, processor = load_instructblip(model or DEFAULT_MODEL, device)
+    except (ImageInputError, ValueError, OSError) as exc:
+        _error(str(exc))
+        raise typer.Exit(1) from None
+    policy = load_policy()
+
+    def conditioner(pixels: Any, question: str) -> str:
+        context = Context(pixels, predictions(pixels, [guard.value], policy, device), policy)
+        return condition(question, context)[0]
+
+    def progress(step: int, total: int, loss: float) -> None:
+        typer.echo(f"step {step}/{total} loss {loss:.4f}", err=True)
+
+    losses = finetune(
+        network,
+        processor,
+        records,
+        conditioner,
+        output,
+        epochs=epochs,
+        learning_rate=learning_rate,
+        save_every=save_every,
+        resume=resume,
+        progress=progress,
+    )
+    if losses:
+        typer.echo(
+            f"trained {len(losses)} steps: loss {losses[0]:.4f} -> {losses[-1]:.4f}; "
+            f"model saved to {output} (use --instructblip-checkpoint {output})"
+        )
+    else:
+        typer.echo(f"nothing to do: {output} has already finished {epochs} epoch(s)")
+
+
+@vlm_app.command("eval")
+def vlm_eval(
+    folder: Annotated[
+        Path,
+        typer.Argument(
+            help="FOLDER/<category>/*.jpg, categories as in the "
+            "policy (sexually_explicit, cyberbullying, "
+            "self_harm)."
+        ),
+    ],
+    backend: Annotated[
+        list[BackendName] | None, typer.Option(help="Backend(s) to evaluate (repeatable).")
+    ] = None,
+    judge: Annotated[str, typer.Option(help="rubric (offline keywords) or openai (LLM judge).")] = (
+        "rubric"
+    ),
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
+    api_key: ApiKeyOption = None,
+    instructblip_checkpoint: CheckpointOption = None,
+    limit: Annotated[int | None, typer.Option(help="At most N images per category.")] = None,
+    guard: Annotated[GuardName, typer.Option(help="Guard that conditions the questions.")] = (
+        GuardName.open_nsfw
+    ),
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Hit rate of unsafe attributes in answers to generic questions, with and without
+    conditioning, per category and backend (the paper's Table 1 protocol)."""
+    from safeview.rationale import Context, load_policy, make_backend, predictions
+    from safeview.rationale.evaluate import evaluate, table
+    from safeview.rationale.openai_backend import RationaleError
+
+    if judge not in ("rubric", "openai"):
+        _error(f"unknown judge {judge!r} (rubric or openai)")
+        raise typer.Exit(2)
+    policy = load_policy()
+    names = [b.value for b in backend or [BackendName.grounded]]
+    try:
+        backends = {
+            name: make_backend(
+                name,
+                **_backend_options(name, model, base_url, api_key, instructblip_checkpoint, device),
+            )
+            for name in names
+        }
+        judge_backend = (
+            make_backend("openai", base_url=base_url, model=model, api_key=api_key)
+            if judge == "openai"
+            else None
+        )
+        rows = evaluate(
+            folder,
+            backends,
+            policy,
+            lambda pixels: Context(
+                pixels, predictions(pixels, [guard.value], policy, device), policy
+            ),
+            judge=judge_backend,
+            limit=limit,
+        )
+    except (ImageInputError, ValueError, OSError, RationaleError) as exc:
+        _error(str(exc))
+        raise typer.Exit(1) from None
+    typer.echo(table(rows))
 
 
 @app.command()

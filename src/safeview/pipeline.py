@@ -143,6 +143,8 @@ def safeguard(
     device: str | torch.device | None = None,
     name: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    rationale: str | None = None,
+    rationale_options: dict[str, Any] | None = None,
 ) -> Report:
     """Obfuscate the fewest regions of ``image`` that flip ``guard``'s decision.
 
@@ -175,6 +177,9 @@ def safeguard(
         guard's input size. The output is always rendered at the original resolution.
     batch_size:
         Candidate images per forward pass in the search.
+    rationale:
+        Also explain why, with this backend (``"grounded"``, ``"instructblip"``, ``"openai"``;
+        ``rationale_options`` go to it); the result is ``report.rationale``.
     """
     if style not in STYLES:
         raise ValueError(f"unknown style {style!r} (available: {', '.join(STYLES)})")
@@ -223,6 +228,7 @@ def safeguard(
             report.image = loaded.pixels.copy()
         report.scores_after = dict(report.scores_before)
         report.success = True
+        _add_rationale(report, loaded, rationale, rationale_options, device)
         timings["total"] = round(time.perf_counter() - start, 6)
         return report
 
@@ -317,10 +323,33 @@ def safeguard(
             report.scores_after = score_dict(
                 model, scores(model, [decode_pixels(report.encoded or b"")])[0], target
             )
+    _add_rationale(report, loaded, rationale, rationale_options, device)
     report.timings["total"] = round(time.perf_counter() - start, 6)
     if on_failure == "error" and not report.success:
         raise SearchFailedError(report)
     return report
+
+
+def _add_rationale(
+    report: Report,
+    loaded: LoadedImage,
+    backend: str | None,
+    options: dict[str, Any] | None,
+    device: str | torch.device | None,
+) -> None:
+    if backend is None:
+        return
+    from safeview.rationale import explain
+
+    with _timed(report.timings, "rationale"):
+        result = explain(
+            loaded,
+            backend,
+            report=report,
+            device=str(device) if device else None,
+            **(options or {}),
+        )
+    report.rationale = result.to_dict()
 
 
 def _full_mask(labels: np.ndarray, chosen: list[int], height: int, width: int) -> np.ndarray:

@@ -12,7 +12,9 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
+#: Versions :meth:`Report.from_dict` reads (1.1 added ``rationale``).
+READABLE_VERSIONS = frozenset({"1.0", "1.1"})
 
 
 @dataclass
@@ -87,6 +89,8 @@ class Report:
     visualization: str | None = None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    #: Why it was flagged: text, backend, model, prompt, category, answers (see safeview.explain).
+    rationale: dict[str, Any] | None = None
     # Arrays for Python users; never serialised.
     image: np.ndarray | None = field(default=None, repr=False, compare=False)
     attribution_map: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -111,7 +115,7 @@ class Report:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:
         version = data.get("schema_version")
-        if version != SCHEMA_VERSION:
+        if version not in READABLE_VERSIONS:
             raise ValueError(f"unsupported report schema_version {version!r}")
         values = {k: v for k, v in data.items() if k != "schema_version"}
         values["input"] = InputInfo(**values["input"])
@@ -175,5 +179,9 @@ JSON_SCHEMA: dict[str, Any] = {
         "style": {"enum": ["blur", "pixelate", "fill", "inpaint"]},
         "fallback": {"enum": [None, "blur-all", "keep", "error"]},
         "timings": {"type": "object", "additionalProperties": {"type": "number"}},
+        "rationale": {
+            "type": ["object", "null"],
+            "required": ["text", "backend", "model", "prompt", "category", "answers"],
+        },
     },
 }

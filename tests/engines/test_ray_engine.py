@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from safeview.report import SCHEMA_VERSION
 from tests.test_batch import _photos
 
 
@@ -49,7 +50,7 @@ def test_ray_engine_processes_every_file_and_reports_bad_ones(tmp_path: Path) ->
         assert line["status"] == "ok", line
         assert Path(line["output"]).exists()
         report = json.loads(Path(line["report"]).read_text())
-        assert report["schema_version"] == "1.0" and report["guard"]["name"] == "imagenet"
+        assert report["schema_version"] == SCHEMA_VERSION and report["guard"]["name"] == "imagenet"
     # A rerun finds everything done and repeats only the failure.
     again = subprocess.run(
         [

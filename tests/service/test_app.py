@@ -182,3 +182,12 @@ def test_official_openai_client_works_unchanged(live_server: str) -> None:
     assert result.model == "safeview-red-square"
     assert result.results[0].flagged is True
     assert result.results[0].category_scores.model_dump()["unsafe"] > 0.5
+
+
+def test_safeguard_with_a_rationale(client: TestClient) -> None:
+    response = client.post("/v1/safeguard?style=fill&rationale=grounded", content=UNSAFE)
+    assert response.status_code == 200, response.text
+    rationale = response.json()["report"]["rationale"]
+    assert rationale["backend"] == "grounded" and rationale["text"]
+    bad = client.post("/v1/safeguard?rationale=oracle", content=UNSAFE)
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_option"

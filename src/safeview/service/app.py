@@ -210,6 +210,7 @@ _OPTION_TYPES: dict[str, Any] = {
     "on_failure": str,
     "threshold": float,
     "max_regions": int,
+    "rationale": str,
 }
 
 
@@ -221,6 +222,8 @@ def _options(source: dict[str, str], settings: Settings) -> tuple[dict[str, Any]
                 options[key] = kind(source[key])
             except ValueError:
                 raise ServiceError(422, "invalid_option", f"{key}: not a {kind.__name__}") from None
+    if options.get("rationale") not in (None, "grounded", "openai", "instructblip"):
+        raise ServiceError(422, "invalid_option", f"rationale: unknown {options['rationale']!r}")
     if options["guard"] not in settings.guards:
         raise ServiceError(
             422,
@@ -402,6 +405,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         def work() -> tuple[Any, bytes | None]:
             from safeview.pipeline import SearchFailedError, safeguard
+            from safeview.rationale.openai_backend import RationaleError
 
             try:
                 report = safeguard(
@@ -417,6 +421,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 report = failed.report
             except ValueError as exc:
                 raise ServiceError(422, "invalid_option", str(exc)) from None
+            except RationaleError as exc:
+                raise ServiceError(502, "rationale_failed", str(exc)) from None
             picture = None
             if viz and report.image is not None:
                 from safeview.io import encode_image

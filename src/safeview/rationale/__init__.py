@@ -1,0 +1,122 @@
+"""Explain why: rationales grounded in unsafe attributes, chosen by backend name.
+
+``grounded`` (offline default: the guards' own evidence), ``instructblip`` (transformers'
+InstructBLIP with a classifier-conditioned instruction) and ``openai`` (any OpenAI-compatible
+server with image input). ``explain(image, backend=...)`` returns a :class:`Rationale`.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import numpy as np
+
+from safeview.rationale.base import Answer, Backend, Context, Prediction, Rationale, condition
+from safeview.rationale.policy import Policy, load_policy
+
+BACKENDS = ("grounded", "instructblip", "openai")
+_CACHE: dict[tuple[Any, ...], Backend] = {}
+_LOCK = threading.Lock()
+
+
+def make_backend(name: str, **options: Any) -> Backend:
+    """A backend by name; backends that load models are kept per process (same options)."""
+    if name not in BACKENDS:
+        raise ValueError(f"unknown rationale backend {name!r} (available: {', '.join(BACKENDS)})")
+    key = (name, tuple(sorted((k, repr(v)) for k, v in options.items())))
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = _build(name, **options)
+        return _CACHE[key]
+
+
+def _build(name: str, **options: Any) -> Backend:
+    if name == "grounded":
+        from safeview.rationale.grounded import GroundedBackend
+
+        return GroundedBackend(**options)
+    if name == "openai":
+        from safeview.rationale.openai_backend import OpenAIBackend
+
+        return OpenAIBackend(**options)
+    from safeview.rationale.instructblip import InstructBlipBackend
+
+    return InstructBlipBackend(**options)
+
+
+def predictions(
+    pixels: np.ndarray,
+    guards: list[str] | None = None,
+    policy: Policy | None = None,
+    device: str | None = None,
+    report: Any = None,
+) -> list[Prediction]:
+    """Each guard's probability for its unsafe category, mapped to the policy's categories.
+
+    A Report's ``scores_before`` is reused for its own guard instead of scoring again.
+    """
+    from safeview.guards import load_guard, scores
+
+    policy = policy or load_policy()
+    found = []
+    names = list(guards or [])
+    if report is not None and report.guard.name not in names:
+        names.insert(0, report.guard.name)
+    for name in names or ["open-nsfw"]:
+        if report is not None and name == report.guard.name:
+            target = report.guard.target
+            probability = float(report.scores_before.get(target, 0.0))
+        else:
+            guard = load_guard(name, device)
+            probs = scores(guard, [pixels])[0]
+            target = guard.unsafe_category or guard.categories[int(np.argmax(probs))]
+            probability = float(probs[guard.categories.index(target)])
+        found.append(Prediction(name, target, probability, policy.category_for(name, target)))
+    return found
+
+
+def explain(
+    image: Any,
+    backend: str = "grounded",
+    *,
+    guards: list[str] | None = None,
+    questions: bool = False,
+    policy: Policy | str | None = None,
+    report: Any = None,
+    device: str | None = None,
+    **options: Any,
+) -> Rationale:
+    """Why ``image`` is (or is not) unsafe, from ``backend``; ``options`` go to the backend.
+
+    ``report`` (from :func:`safeview.safeguard`) adds what the search obfuscated; ``guards``
+    (default: the report's guard, else ``open-nsfw``) condition the instruction.
+    """
+    from safeview.io import LoadedImage, load_image
+
+    loaded = image if isinstance(image, LoadedImage) else load_image(image)
+    chosen = policy if isinstance(policy, Policy) else load_policy(policy)
+    context = Context(
+        pixels=loaded.pixels,
+        predictions=predictions(loaded.pixels, guards, chosen, device, report),
+        policy=chosen,
+        report=report,
+    )
+    if backend == "instructblip":
+        options.setdefault("device", device)
+    return make_backend(backend, **options).explain(context, questions=questions)
+
+
+__all__ = [
+    "BACKENDS",
+    "Answer",
+    "Context",
+    "Policy",
+    "Prediction",
+    "Rationale",
+    "condition",
+    "explain",
+    "load_policy",
+    "make_backend",
+    "predictions",
+]

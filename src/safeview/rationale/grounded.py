@@ -1,0 +1,196 @@
+"""The offline ``grounded`` backend: deterministic text from the guards' own evidence.
+
+It says what the guard decided and how sure it was, what the body-part detector (NudeNet, when
+installed) found and where, in words ("upper centre"), and what the counterfactual search
+obfuscated. Templates and label names live in the policy file. It answers the moderator questions it
+has evidence for and says which ones need a vision-language model.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from safeview.rationale.base import Answer, Context, Rationale
+
+
+class Detector(Protocol):
+    name: str
+
+    def detect(self, pixels: np.ndarray) -> list[dict[str, Any]]:
+        """[{"label", "score", "box": [x0, y0, x1, y1]}] for an RGB image."""
+        ...
+
+
+class NudeNetDetector:
+    """NudeNet's YOLOv8n body-part detector (ONNX, shipped in the ``nudenet`` package; its
+    repository is AGPL-3.0 while its PyPI metadata says MIT, so it stays behind this adapter)."""
+
+    name = "nudenet"
+
+    def __init__(self, min_score: float = 0.4) -> None:
+        from nudenet import NudeDetector
+
+        self.min_score = min_score
+        self._detector = NudeDetector()
+
+    def detect(self, pixels: np.ndarray) -> list[dict[str, Any]]:
+        bgr = np.ascontiguousarray(pixels[..., ::-1])
+        found = []
+        for item in self._detector.detect(bgr):
+            if float(item["score"]) < self.min_score:
+                continue
+            x, y, w, h = (int(v) for v in item["box"])
+            found.append(
+                {
+                    "label": str(item["class"]),
+                    "score": round(float(item["score"]), 3),
+                    "box": [x, y, x + w, y + h],
+                }
+            )
+        return found
+
+
+def position_in_words(box: list[int], width: int, height: int) -> str:
+    """Where a box's centre lies, in thirds: "upper left" ... "centre" ... "lower right"."""
+    cx = (box[0] + box[2]) / 2 / max(width, 1)
+    cy = (box[1] + box[3]) / 2 / max(height, 1)
+    vertical = "upper" if cy < 1 / 3 else "lower" if cy > 2 / 3 else "middle"
+    horizontal = "left" if cx < 1 / 3 else "right" if cx > 2 / 3 else "centre"
+    if vertical == "middle":
+        return "centre" if horizontal == "centre" else f"middle {horizontal}"
+    return f"{vertical} {horizontal}"
+
+
+class GroundedBackend:
+    """Rationales from evidence only; no language model. ``detector=None`` turns NudeNet off."""
+
+    name = "grounded"
+
+    def __init__(self, detector: str | Detector | None = "nudenet") -> None:
+        self._detector_spec = detector
+        self._detector: Detector | None = None if isinstance(detector, str) else detector
+
+    def detector(self) -> Detector | None:
+        if self._detector is None and self._detector_spec == "nudenet":
+            try:
+                self._detector = NudeNetDetector()
+            except ImportError:
+                self._detector_spec = None
+        return self._detector
+
+    def ask(
+        self, pixels: np.ndarray, question: str, context: Context, conditioned: bool | None = None
+    ) -> tuple[str, str, str | None]:
+        """The grounded text whatever the question (it reads evidence, not questions)."""
+        rationale = self.explain(context)
+        return rationale.text, question, rationale.category
+
+    def explain(self, context: Context, questions: bool = False) -> Rationale:
+        policy = context.policy
+        height, width = context.pixels.shape[:2]
+        detector = self.detector()
+        evidence = detector.detect(context.pixels) if detector is not None else []
+        for item in evidence:
+            item["position"] = position_in_words(item["box"], width, height)
+            item["name"] = policy.detector_labels.get(item["label"], item["label"].lower())
+            item["unsafe"] = item["label"] in policy.unsafe_detector_labels
+        sentences = []
+        top = context.top()
+        category = top.category if top is not None else None
+        if top is None or category is None:
+            scores = ", ".join(
+                f"{p.guard}: {p.guard_category} p = {p.probability:.2f}"
+                for p in context.predictions
+            )
+            sentences.append(f"No guard output maps to a policy category ({scores}).")
+        elif top.probability < policy.conditioning_threshold:
+            sentences.append(
+                f"Not flagged: {top.guard} gives {category.name} p = {top.probability:.2f}, "
+                f"below {policy.conditioning_threshold:.2f}."
+            )
+        else:
+            sentences.append(
+                category.template.format(
+                    category=category.name,
+                    guard=top.guard,
+                    probability=top.probability,
+                    confidence=policy.confidence(top.probability),
+                )
+            )
+        unsafe = [e for e in evidence if e["unsafe"]]
+        if detector is not None:
+            if unsafe:
+                parts = "; ".join(
+                    f"{e['name']} ({e['position']}, score {e['score']:.2f})"
+                    for e in sorted(unsafe, key=lambda e: -e["score"])
+                )
+                sentences.append(f"The body-part detector found: {parts}.")
+            else:
+                sentences.append("The body-part detector found no exposed intimate body parts.")
+        sentences.extend(_search_sentences(context.report))
+        answers = self._answers(context, evidence, category) if questions else []
+        return Rationale(
+            text=" ".join(sentences),
+            backend=self.name,
+            model=detector.name if detector is not None else None,
+            prompt=None,
+            category=category.id if category is not None else None,
+            answers=answers,
+            settings={"detector": detector.name if detector is not None else None},
+            evidence=evidence,
+        )
+
+    def _answers(
+        self, context: Context, evidence: list[dict[str, Any]], category: Any
+    ) -> list[Answer]:
+        answers = []
+        chosen = [category] if category is not None else list(context.policy.categories.values())
+        top = context.top()
+        for entry in chosen:
+            for question in entry.questions:
+                if question.evidence == "detector" and self._detector is not None:
+                    exposed = [e for e in evidence if e["unsafe"]]
+                    text = (
+                        "Yes: " + ", ".join(f"{e['name']} ({e['position']})" for e in exposed)
+                        if exposed
+                        else "No exposed intimate body parts were detected."
+                    )
+                    answers.append(Answer(question.text, text, "detector"))
+                elif question.evidence == "guard" and top is not None:
+                    verdict = "likely" if top.probability >= 0.5 else "unlikely"
+                    answers.append(
+                        Answer(
+                            question.text,
+                            f"{verdict.capitalize()} by the guard ({top.guard}, p = "
+                            f"{top.probability:.2f}); it does not localise the content.",
+                            "guard",
+                        )
+                    )
+                else:
+                    answers.append(
+                        Answer(
+                            question.text,
+                            "Not answerable offline: needs a vision-language model backend "
+                            "(instructblip or openai).",
+                            "unanswerable",
+                        )
+                    )
+        return answers
+
+
+def _search_sentences(report: Any) -> list[str]:
+    if report is None or not getattr(report, "flagged", False):
+        return []
+    if not report.regions and report.fallback is None:
+        return []
+    if report.fallback == "blur-all":
+        return ["No small set of regions flipped the decision, so the whole image was blurred."]
+    target = report.guard.target
+    after = (report.scores_after or {}).get(target)
+    after_text = f" (p {report.scores_before.get(target, 0):.2f} -> {after:.2f})" if after else ""
+    return [
+        f"Obfuscating {len(report.regions)} region(s), {100 * report.obfuscated_fraction:.0f}% of "
+        f"the image, flipped the guard's decision{after_text}."
+    ]
