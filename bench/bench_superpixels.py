@@ -156,7 +156,11 @@ def main() -> None:
     parser.add_argument("--calibration-images", type=int, default=8)
     parser.add_argument("--out", type=Path, default=Path("bench/results/superpixels.json"))
     parser.add_argument("--plots", type=Path, default=Path("bench"))
+    parser.add_argument("--plot-only", action="store_true", help="redraw the PNG from --out")
     args = parser.parse_args()
+    if args.plot_only:
+        plot(json.loads(args.out.read_text()), args.plots)
+        return
 
     from safeview.io import load_image
 
@@ -247,6 +251,8 @@ def plot(rows: list[dict[str, Any]], folder: Path) -> None:
             points = sorted((r["count"], r[key]) for r in rows if r["method"] == name)
             axis.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=name)
         axis.set_xscale("log")
+        axis.set_xticks([25, 100, 400], labels=["25", "100", "400"])
+        axis.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         axis.set_xlabel("mean number of superpixels")
         axis.set_title(title)
         axis.grid(alpha=0.3)

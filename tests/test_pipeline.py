@@ -131,3 +131,26 @@ def test_grounded_rationale_goes_into_the_report(red_guard, red_square) -> None:
     assert set(report.rationale) >= {"text", "backend", "model", "prompt", "category", "answers"}
     assert "rationale" in report.timings
     assert report.to_dict()["rationale"]["text"] == report.rationale["text"]
+
+
+@pytest.mark.parametrize("attribution", ["fullgrad", "gradcam"])
+def test_concurrent_calls_on_one_guard_agree(red_guard, red_square, attribution: str) -> None:
+    """The service runs requests in threads on one guard; attribution hooks must not mix them."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(_: int) -> tuple[float, int]:
+        report = safeview.safeguard(
+            red_square,
+            guard=red_guard,
+            attribution=attribution,
+            style="fill",
+            working_size=128,
+            segmenter_options={"compactness": 10},
+        )
+        assert report.attribution_map is not None
+        return round(report.obfuscated_fraction, 6), int(report.attribution_map.argmax())
+
+    expected = run(0)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(run, range(12)))
+    assert results == [expected] * 12

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from safeview.guards import load_guard
     from safeview.io import ImageInputError, load_image
     from safeview.pipeline import SearchFailedError, classify, safeguard
+    from safeview.rationale import Rationale, explain
     from safeview.report import SCHEMA_VERSION, Region, Report
     from safeview.segmentation import segment
 
@@ -27,6 +28,8 @@ _EXPORTS = {
     "SearchFailedError": "safeview.pipeline",
     "load_guard": "safeview.guards",
     "segment": "safeview.segmentation",
+    "explain": "safeview.rationale",
+    "Rationale": "safeview.rationale",
     "load_image": "safeview.io",
     "ImageInputError": "safeview.io",
     "Report": "safeview.report",
@@ -46,11 +49,13 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "SCHEMA_VERSION",
     "ImageInputError",
+    "Rationale",
     "Region",
     "Report",
     "SearchFailedError",
     "__version__",
     "classify",
+    "explain",
     "load_guard",
     "load_image",
     "safeguard",

@@ -191,3 +191,13 @@ def test_safeguard_with_a_rationale(client: TestClient) -> None:
     assert rationale["backend"] == "grounded" and rationale["text"]
     bad = client.post("/v1/safeguard?rationale=oracle", content=UNSAFE)
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_option"
+
+
+def test_concurrent_requests_all_succeed(client: TestClient) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def post(_: int) -> int:
+        return client.post("/v1/safeguard?style=fill", content=UNSAFE).status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        assert list(pool.map(post, range(12))) == [200] * 12

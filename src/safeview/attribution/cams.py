@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from safeview.guards.base import module_lock
+
 _CAM_CLASSES = {
     "gradcam": "GradCAM",
     "gradcam++": "GradCAMPlusPlus",
@@ -23,6 +25,8 @@ def find_target_layer(module: torch.nn.Module, example: torch.Tensor) -> torch.n
     calls: list[tuple[torch.nn.Module, tuple[int, ...]]] = []
     counts: dict[int, int] = {}
     handles = []
+    lock = module_lock(module)
+    lock.acquire()
     for child in module.modules():
         if child is module or any(True for _ in child.children()):
             continue
@@ -39,6 +43,7 @@ def find_target_layer(module: torch.nn.Module, example: torch.Tensor) -> torch.n
     finally:
         for handle in handles:
             handle.remove()
+        lock.release()
     for layer, shape in reversed(calls):
         if len(shape) == 4 and shape[2] > 1 and shape[3] > 1 and counts[id(layer)] == 1:
             return layer
@@ -64,6 +69,9 @@ class GradCAMFamily:
         # Guards freeze their weights; without an input that requires grad, the CAM's backward
         # pass would have nothing to differentiate.
         x = x.detach().clone().requires_grad_(True)
-        with cam_class(model=self.module, target_layers=[self.target_layer]) as cam:
+        with (
+            module_lock(self.module),
+            cam_class(model=self.module, target_layers=[self.target_layer]) as cam,
+        ):
             maps = cam(input_tensor=x, targets=[ClassifierOutputTarget(t) for t in targets])
         return np.asarray(maps, dtype=np.float32)

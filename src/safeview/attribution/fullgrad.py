@@ -61,6 +61,12 @@ class FullGrad:
 
     def attribute(self, x: torch.Tensor, target: int | list[int]) -> np.ndarray:
         """Saliency maps (B, H, W) in [0, 1] for the logit ``target`` (one per image or shared)."""
+        from safeview.guards.base import module_lock
+
+        with module_lock(self.module):
+            return self._attribute(x, target)
+
+    def _attribute(self, x: torch.Tensor, target: int | list[int]) -> np.ndarray:
         x = x.detach().clone().requires_grad_(True)
         captured: list[tuple[torch.Tensor, torch.Tensor]] = []
         handles = []

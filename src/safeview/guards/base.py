@@ -8,6 +8,8 @@ without touching the pipeline.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -69,11 +71,26 @@ def is_flagged(guard: Guard, probs: np.ndarray, target: int, threshold: float) -
     return np.asarray(np.argmax(probs, axis=1) == target)
 
 
+_LOCKS: weakref.WeakKeyDictionary[torch.nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def module_lock(module: torch.nn.Module) -> threading.RLock:
+    """One lock per module. Attribution registers forward hooks on the shared module, and hooks
+    see every thread's forward passes; whoever runs the module holds this lock (the service
+    runs requests in threads)."""
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(module)
+        if lock is None:
+            lock = _LOCKS[module] = threading.RLock()
+        return lock
+
+
 def scores(guard: Guard, images: list[np.ndarray] | np.ndarray, batch_size: int = 16) -> np.ndarray:
     """Probabilities (B, C) for RGB uint8 images, without gradients, in batches."""
     batch = list(images) if not isinstance(images, np.ndarray) or images.ndim == 4 else [images]
     out = []
-    with torch.inference_mode():
+    with module_lock(guard.module), torch.inference_mode():
         for start in range(0, len(batch), batch_size):
             x = guard.preprocess(batch[start : start + batch_size])
             out.append(guard.probabilities(guard.module(x)).float().cpu().numpy())

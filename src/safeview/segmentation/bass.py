@@ -248,6 +248,32 @@ def _code(labels: np.ndarray, y: int, x: int, lab: int) -> int:
     return code
 
 
+@njit(cache=True)
+def _cost(
+    labels: np.ndarray,
+    feats: np.ndarray,
+    y: int,
+    x: int,
+    lab: int,
+    cmean: np.ndarray,
+    pmean: np.ndarray,
+    inv: np.ndarray,
+    logdet: np.ndarray,
+    inv_two_var: float,
+    beta: float,
+    simple: np.ndarray,
+) -> float:
+    """Energy of pixel (y, x) under label ``lab``; infinite where the move is not a simple point."""
+    code = _code(labels, y, x, lab)
+    if not simple[code]:
+        return math.inf
+    same = 0
+    for b in range(8):
+        same += code >> b & 1
+    energy = _energy(feats, y, x, lab, cmean, pmean, inv, logdet, inv_two_var)
+    return energy + beta * (8 - same)
+
+
 @njit(cache=True, parallel=True)
 def _sweep(
     labels: np.ndarray,
@@ -290,26 +316,29 @@ def _sweep(
                                 n_candidates += 1
                 if n_candidates == 0:
                     continue
-                # removing the pixel from its own label must keep that label's topology
-                own_code = _code(labels, y, x, own)
-                if not simple[own_code]:
-                    continue
-                same_own = 0
-                for b in range(8):
-                    same_own += own_code >> b & 1
+                # Leaving its own label must keep that label's topology too.
                 best = own
-                best_energy = _energy(feats, y, x, own, cmean, pmean, inv, logdet, inv_two_var)
-                best_energy += beta * (8 - same_own)
+                best_energy = _cost(
+                    labels, feats, y, x, own, cmean, pmean, inv, logdet, inv_two_var, beta, simple
+                )
+                if best_energy == math.inf:
+                    continue
                 for j in range(n_candidates):
                     lab = candidates[j]
-                    lab_code = _code(labels, y, x, lab)
-                    if not simple[lab_code]:
-                        continue
-                    same = 0
-                    for b in range(8):
-                        same += lab_code >> b & 1
-                    e = _energy(feats, y, x, lab, cmean, pmean, inv, logdet, inv_two_var)
-                    e += beta * (8 - same)
+                    e = _cost(
+                        labels,
+                        feats,
+                        y,
+                        x,
+                        lab,
+                        cmean,
+                        pmean,
+                        inv,
+                        logdet,
+                        inv_two_var,
+                        beta,
+                        simple,
+                    )
                     if e < best_energy:
                         best_energy = e
                         best = lab
