@@ -58,7 +58,8 @@ def load_instructblip(path: str, device: str | None = None) -> tuple[Any, Any]:
         raise ValueError(
             f"cannot load InstructBLIP from {path!r}: {' '.join(str(exc).split())}"
         ) from None
-    model = model.to(resolved)  # type: ignore[arg-type]
+    # transformers wraps .to() in a decorator whose signature mypy misreads.
+    model = getattr(model, "to")(resolved)  # noqa: B009
     return model.eval(), processor
 
 
