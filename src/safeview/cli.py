@@ -404,6 +404,13 @@ def explain(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the rationale as JSON.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    num_beams: Annotated[int, typer.Option(min=1, help="instructblip: beam width.")] = 5,
+    max_length: Annotated[
+        int, typer.Option(min=8, help="instructblip: maximum tokens, prompt included.")
+    ] = 512,
+    repetition_penalty: Annotated[
+        float, typer.Option(help="instructblip: repetition penalty.")
+    ] = 1.5,
 ) -> None:
     """Say why an image is unsafe, grounded in its attributes.
 
@@ -417,6 +424,12 @@ def explain(
     options = _backend_options(
         backend.value, model, base_url, api_key, instructblip_checkpoint, device
     )
+    if backend is BackendName.instructblip:
+        from safeview.rationale.instructblip import GenerationSettings
+
+        options["generation"] = GenerationSettings(
+            num_beams=num_beams, max_length=max_length, repetition_penalty=repetition_penalty
+        )
     try:
         result = run(
             input_path,

@@ -128,10 +128,15 @@ def test_cli_finetune_then_explain_with_the_checkpoint(tmp_path: Path) -> None:
             "--json",
             "--device",
             "cpu",
+            "--num-beams",
+            "2",
+            "--max-length",
+            "120",
         ],
     )
     assert result.exit_code == 0, result.output
     rationale = json.loads(result.stdout)
+    assert rationale["settings"]["num_beams"] == 2 and rationale["settings"]["max_length"] == 120
     assert rationale["backend"] == "instructblip" and rationale["model"] == str(out)
     assert rationale["prompt"]  # the exact instruction is recorded
     bad = runner.invoke(
