@@ -47,6 +47,8 @@ def test_upload_shows_obfuscated_first_and_original_only_on_reveal(
         assert page.is_visible("#viz")
         assert not page.is_visible("#original")  # the original stays hidden
         assert "flipped" in page.inner_text("#summary").lower()
+        # the grounded rationale (on by default) is shown
+        assert "flipped the guard's decision" in page.inner_text("#rationale-text")
         assert page.eval_on_selector("#obfuscated", "img => img.naturalWidth") == 128
         page.screenshot(path=str(tmp_path / "review.png"), full_page=True)
         page.click("#reveal")
