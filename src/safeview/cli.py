@@ -30,9 +30,30 @@ app = typer.Typer(
 )
 
 
-class GuardName(StrEnum):
-    open_nsfw = "open-nsfw"
-    imagenet = "imagenet"
+def _check_guard(value: Any) -> Any:
+    """A registered guard name or an existing checkpoint file (validated before any work)."""
+    from safeview.guards import available_guards, is_checkpoint_path
+
+    values = value if isinstance(value, list) else [value]
+    for item in values:
+        if item is None:
+            continue
+        if is_checkpoint_path(item):
+            if not Path(item).is_file():
+                raise typer.BadParameter(f"guard checkpoint {item} does not exist")
+        elif item not in available_guards():
+            raise typer.BadParameter(
+                f"unknown guard {item!r}: use one of {', '.join(available_guards())} "
+                "or a checkpoint file from `safeview train`"
+            )
+    return value
+
+
+def _guard_option(help_text: str) -> Any:
+    return typer.Option(
+        help=f"{help_text} open-nsfw, imagenet, or a guard.pt from `safeview train`.",
+        callback=_check_guard,
+    )
 
 
 class AttributionName(StrEnum):
@@ -122,9 +143,7 @@ def safeguard(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Folder for obfuscated images and reports.")
     ] = Path("out"),
-    guard: Annotated[
-        GuardName, typer.Option(help="Classifier whose decision is removed.")
-    ] = GuardName.open_nsfw,
+    guard: Annotated[str, _guard_option("Classifier whose decision is removed:")] = "open-nsfw",
     attribution: Annotated[
         AttributionName, typer.Option(help="Attribution map that ranks the regions.")
     ] = AttributionName.fullgrad,
@@ -206,8 +225,12 @@ def safeguard(
         if not errors:
             _error("no inputs given (pass image files or folders, or --demo)")
         raise typer.Exit(2 if not errors else 1)
+    from safeview.guards import is_checkpoint_path
+
+    if is_checkpoint_path(guard):  # Ray workers may not share our working directory
+        guard = str(Path(guard).resolve())
     options: dict[str, Any] = {
-        "guard": guard.value,
+        "guard": guard,
         "attribution": attribution.value,
         "segmenter": segmenter.value,
         "segmenter_options": segmenter_options,
@@ -296,7 +319,7 @@ def _progress(total: int) -> Iterator[Callable[[], None]]:
 @app.command()
 def classify(
     inputs: Annotated[list[str], typer.Argument(help="Image files and/or folders.")],
-    guard: Annotated[GuardName, typer.Option(help="Classifier to run.")] = GuardName.open_nsfw,
+    guard: Annotated[str, _guard_option("Classifier to run:")] = "open-nsfw",
     threshold: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Flagged while p(unsafe) >= threshold.")
     ] = 0.5,
@@ -316,12 +339,12 @@ def classify(
     for message in errors:
         _error(message)
     failures = len(errors)
-    table = Table("input", "flagged", "scores", title=f"guard: {guard.value}")
+    table = Table("input", "flagged", "scores", title=f"guard: {guard}")
     for job in jobs:
         try:
             report = run(
                 job.source or job.pixels,
-                guard.value,
+                guard,
                 threshold=threshold,
                 device=device,
                 name=job.name,
@@ -397,7 +420,11 @@ def explain(
         bool, typer.Option("--questions", help="Also answer the category's moderator questions.")
     ] = False,
     guard: Annotated[
-        list[GuardName] | None, typer.Option(help="Guard(s) whose output conditions the VLM.")
+        list[str] | None,
+        typer.Option(
+            help="Guard(s) whose output conditions the VLM (a name or a guard.pt), repeatable.",
+            callback=_check_guard,
+        ),
     ] = None,
     policy: Annotated[
         Path | None, typer.Option(help="A policy JSON file (taxonomy, questions, templates).")
@@ -434,7 +461,7 @@ def explain(
         result = run(
             input_path,
             backend.value,
-            guards=[g.value for g in guard or []] or None,
+            guards=list(guard or []) or None,
             questions=questions,
             policy=str(policy) if policy else None,
             device=device,
@@ -451,6 +478,455 @@ def explain(
         typer.echo(f"- {answer.question}\n  {answer.answer} [{answer.source}]")
 
 
+class BackboneName(StrEnum):
+    efficientnet_lite0 = "efficientnet-lite0"
+    resnet50 = "resnet50"
+    open_nsfw = "open-nsfw"
+
+
+@contextmanager
+def _stages() -> Iterator[Callable[[str, int, int], None]]:
+    """Progress bars for named stages of work (decode, epoch N, embed...) on stderr."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    progress = Progress(
+        TextColumn("{task.description:>12}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        disable=not sys.stderr.isatty(),
+    )
+    tasks: dict[str, Any] = {}
+
+    def advance(stage: str, n: int, total: int) -> None:
+        if stage not in tasks:
+            tasks[stage] = progress.add_task(stage, total=total)
+        progress.advance(tasks[stage], n)
+
+    with progress:
+        yield advance
+
+
+def _metrics_line(values: dict[str, Any]) -> str:
+    auroc = values.get("auroc")
+    return (
+        f"accuracy {values['accuracy']:.3f}  F1 {values['f1']:.3f}  "
+        f"AUROC {'n/a' if auroc is None else f'{auroc:.3f}'}  (n={values['n']})"
+    )
+
+
+@app.command()
+def train(
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="Image folder: safe/ + unsafe/, safe/ + CATEGORY/ (one folder per category), "
+            "or CATEGORY/safe + CATEGORY/unsafe."
+        ),
+    ],
+    category: Annotated[str, typer.Option(help="The category this guard flags.")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Checkpoint to write (use as --guard FILE).")
+    ] = Path("guard.pt"),
+    backbone: Annotated[
+        BackboneName,
+        typer.Option(
+            help="efficientnet-lite0 (offline ImageNet weights), resnet50 (random init unless "
+            "--weights), open-nsfw (open_nsfw's trunk)."
+        ),
+    ] = BackboneName.efficientnet_lite0,
+    probe: Annotated[
+        bool,
+        typer.Option(
+            "--probe", help="Lightweight guard: logistic regression on frozen embeddings."
+        ),
+    ] = False,
+    weights: Annotated[
+        Path | None, typer.Option(help="Starting weights for the backbone (a state dict file).")
+    ] = None,
+    epochs: Annotated[int, typer.Option(min=1, help="Fine-tuning epochs.")] = 5,
+    batch_size: Annotated[int, typer.Option(min=1)] = 16,
+    learning_rate: Annotated[
+        float, typer.Option("--lr", min=0.0, help="Backbone learning rate (head: 10x).")
+    ] = 1e-4,
+    seed: Annotated[int, typer.Option(help="Seed of the 80/10/10 split and of training.")] = 0,
+    resume: Annotated[
+        bool, typer.Option(help="Continue from OUTPUT.state after an interruption.")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Train a guard for one category and keep the best validation checkpoint.
+
+    Splits the images 80/10/10 (stratified, --seed), fine-tunes the backbone with a linear head
+    (or fits a linear probe with --probe), and reports accuracy, F1 and AUROC on the test split.
+    The checkpoint is a guard: `safeview safeguard IMAGES --guard OUTPUT`.
+    """
+    from safeview.train import TrainConfig, find_dataset, train_guard
+
+    if weights is not None and not weights.is_file():
+        _error(f"--weights {weights} does not exist")
+        raise typer.Exit(2)
+    try:
+        dataset = find_dataset(data, category)
+    except ValueError as exc:
+        _error(str(exc))
+        raise typer.Exit(2) from None
+    n_safe = int((dataset.labels == 0).sum())
+    typer.echo(
+        f"{data}: {n_safe} safe, {len(dataset.labels) - n_safe} {category} ({dataset.layout})"
+        + (f"; left out: {', '.join(dataset.ignored)}" if dataset.ignored else ""),
+        err=True,
+    )
+    config = TrainConfig(
+        category=category,
+        backbone=backbone.value,
+        probe=probe,
+        weights=str(weights) if weights else None,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        seed=seed,
+        device=device,
+    )
+    try:
+        with _stages() as progress:
+            result = train_guard(dataset, output, config, resume=resume, progress=progress)
+    except ValueError as exc:
+        _error(str(exc))
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "output": str(result.output),
+                    "kind": result.kind,
+                    "metrics": result.metrics,
+                    "split": result.split_sizes,
+                    "best_epoch": result.best_epoch,
+                    "history": result.history,
+                    "seconds": result.seconds,
+                },
+                indent=2,
+            )
+        )
+        return
+    if result.resumed_from:
+        typer.echo(f"resumed after epoch {result.resumed_from}", err=True)
+    for row in result.history:
+        typer.echo(
+            f"epoch {row['epoch']}: train loss {row['train_loss']:.4f}, val loss "
+            f"{row['val_loss']:.4f}, val accuracy {row['val_accuracy']:.3f}"
+        )
+    best = f", best epoch {result.best_epoch}" if result.best_epoch else ""
+    typer.echo(f"test ({result.kind}{best}): {_metrics_line(result.metrics['test'])}")
+    typer.echo(
+        f"saved {result.output} ({result.seconds:.1f} s); use it with "
+        f"`safeview safeguard IMAGES --guard {result.output}`"
+    )
+
+
+pairs_app = typer.Typer(
+    help="SafetyPairs: counterfactual image pairs, a pair benchmark, and augmentation.",
+    no_args_is_help=True,
+)
+app.add_typer(pairs_app, name="pairs")
+
+
+class EditorName(StrEnum):
+    obfuscate = "obfuscate"
+    inpaint = "inpaint"
+    diffusers = "diffusers"
+
+
+def _count_bar(label: str) -> Any:
+    """A progress callback (done, total) drawing one bar on stderr."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.progress import TimeElapsedColumn, TimeRemainingColumn
+
+    return Progress(
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not sys.stderr.isatty(),
+    )
+
+
+@contextmanager
+def _counter(label: str) -> Iterator[Callable[[int, int], None]]:
+    progress = _count_bar(label)
+    task: list[Any] = []
+
+    def update(done: int, total: int) -> None:
+        if not task:
+            task.append(progress.add_task(label, total=total))
+        progress.update(task[0], completed=done, total=total)
+
+    with progress:
+        yield update
+
+
+@pairs_app.command("synthetic")
+def pairs_synthetic(
+    source: Annotated[Path, typer.Argument(help="Folder of photographs (e.g. BSDS500 images).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Data folder to create.")],
+    category: Annotated[str, typer.Option(help="Name of the synthetic category.")] = "symbol",
+    seed: Annotated[int, typer.Option()] = 0,
+    limit: Annotated[int | None, typer.Option(min=2, help="Use at most this many photos.")] = None,
+) -> None:
+    """A synthetic category for trying everything without unsafe data: a conspicuous symbol
+    pasted onto half of the photos (OUTPUT/CATEGORY/), the other half untouched (OUTPUT/safe/);
+    the symbols' masks go to OUTPUT/masks/CATEGORY/."""
+    from safeview.pairs.synthetic import make_synthetic
+
+    if output.exists() and any(output.iterdir()):
+        _error(f"{output} exists and is not empty")
+        raise typer.Exit(2)
+    try:
+        with _counter("pasting") as update:
+            done = [0]
+
+            def advance(n: int) -> None:
+                done[0] += n
+                update(done[0], limit or done[0])
+
+            counts = make_synthetic(source, output, category, seed, limit, advance)
+    except (ValueError, ImageInputError) as exc:
+        _error(str(exc))
+        raise typer.Exit(1) from None
+    typer.echo(
+        f"wrote {counts['safe']} safe and {counts[category]} {category} images to {output} "
+        f"(train with: safeview train {output} --category {category})"
+    )
+
+
+@pairs_app.command("make")
+def pairs_make(
+    inputs: Annotated[Path, typer.Argument(metavar="IN_DIR", help="Unsafe images (a folder).")],
+    category: Annotated[str, typer.Option(help="Safety category of the images.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="PAIRS folder to write.")],
+    editor: Annotated[
+        EditorName,
+        typer.Option(
+            help="obfuscate (counterfactual search, offline), inpaint (OpenCV, offline), "
+            "diffusers (a diffusion pipeline, --model)."
+        ),
+    ] = EditorName.obfuscate,
+    guard: Annotated[str, _guard_option("Guard that verifies the label flip:")] = "open-nsfw",
+    policy: Annotated[
+        Path | None,
+        typer.Option(help="Policy text file, or JSON ({'policy', 'instruction'} or a safeview "
+                     "policy); default: the built-in policy for the category."),
+    ] = None,
+    instruction: Annotated[
+        str | None, typer.Option(help="Editing instruction (default: from the policy).")
+    ] = None,
+    masks: Annotated[
+        Path | None,
+        typer.Option(help="Folder of edit masks named like the images (white = edit); default: "
+                     "masks from the guard's attribution."),
+    ] = None,
+    style: Annotated[
+        StyleName, typer.Option(help="obfuscate: how regions are obfuscated.")
+    ] = StyleName.inpaint,
+    model: Annotated[
+        str | None, typer.Option(help="diffusers: pipeline folder or cached hub id.")
+    ] = None,
+    steps: Annotated[int, typer.Option(min=1, help="diffusers: denoising steps.")] = 20,
+    mask_fraction: Annotated[
+        float,
+        typer.Option(min=0.001, max=0.999, help="inpaint/diffusers: share of top-attributed "
+                     "pixels masked when there is no mask file."),
+    ] = 0.08,
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Guard threshold.")] = 0.5,
+    ssim_threshold: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Minimum SSIM outside the edit mask.")
+    ] = 0.95,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Edit each unsafe image into a safe counterpart and keep the verified pairs.
+
+    A pair is kept when the guard flags the original, does not flag the edit, and the image is
+    unchanged outside the edit mask (SSIM >= --ssim-threshold). Writes OUTPUT/pairs.jsonl (every
+    image, kept or rejected with the reason), OUTPUT/images/, OUTPUT/masks/, summary.json and
+    sheet.png (kept pairs, the unsafe side pixelated). A rerun resumes.
+    """
+    from safeview.guards import load_guard
+    from safeview.pairs import make_editor, make_pairs
+
+    options: dict[str, Any] = {}
+    if editor is EditorName.obfuscate:
+        options = {"style": style.value, "threshold": threshold}
+    elif editor is EditorName.inpaint:
+        options = {"mask_fraction": mask_fraction}
+    else:
+        if not model:
+            _error("--editor diffusers needs --model (a pipeline folder or cached hub id)")
+            raise typer.Exit(2)
+        options = {"model": model, "steps": steps, "mask_fraction": mask_fraction,
+                   "device": device}
+    try:
+        chosen = make_editor(editor.value, **options)
+        loaded = load_guard(guard, device)
+        trained_for = getattr(loaded, "category", None)
+        if trained_for is not None and trained_for != category:
+            raise ValueError(f"guard {guard} was trained for {trained_for!r}, not {category!r}")
+        with _counter("editing") as update:
+            summary = make_pairs(
+                inputs, output, category, chosen, loaded, policy=policy,
+                instruction=instruction, masks=masks, threshold=threshold,
+                ssim_threshold=ssim_threshold, progress=update,
+            )
+    except (ValueError, OSError) as exc:
+        _error(str(exc))
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+    else:
+        reasons = "; ".join(f"{n}x {r}" for r, n in summary["rejection_reasons"].items())
+        typer.echo(
+            f"{summary['kept']} pair(s) kept, {summary['rejected']} rejected, "
+            f"{summary['failed']} failed of {summary['sources']} in {output / 'pairs.jsonl'}"
+            + (f" (rejected: {reasons})" if reasons else "")
+        )
+    if summary["failed"]:
+        raise typer.Exit(1)
+
+
+@pairs_app.command("eval")
+def pairs_eval(
+    pairs: Annotated[Path, typer.Argument(metavar="PAIRS", help="A folder from `pairs make`.")],
+    guard: Annotated[str, _guard_option("Guard to benchmark:")] = "open-nsfw",
+    vlm: Annotated[
+        BackendName | None,
+        typer.Option(help="Benchmark a VLM instead of the guard: openai or instructblip."),
+    ] = None,
+    model: ModelOption = None,
+    base_url: BaseUrlOption = None,
+    api_key: ApiKeyOption = None,
+    instructblip_checkpoint: CheckpointOption = None,
+    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Guard threshold.")] = 0.5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Pair accuracy (both images of a pair right), image accuracy, per category, and the pairs
+    it gets wrong."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from safeview.guards import load_guard
+    from safeview.pairs import GuardJudge, VLMJudge, evaluate_pairs
+    from safeview.rationale.openai_backend import RationaleError
+
+    try:
+        if vlm is not None:
+            if vlm is BackendName.grounded:
+                raise ValueError("--vlm must be openai or instructblip (grounded is not a VLM)")
+            judge: Any = VLMJudge(
+                vlm.value,
+                **_backend_options(
+                    vlm.value, model, base_url, api_key, instructblip_checkpoint, device
+                ),
+            )
+        else:
+            judge = GuardJudge(load_guard(guard, device), threshold)
+        with _counter("judging") as update:
+            result = evaluate_pairs(pairs, judge, progress=update)
+    except (ValueError, OSError, ImageInputError, RationaleError) as exc:
+        _error(str(exc))
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+        return
+    table = Table("category", "pairs", "pair accuracy", "image accuracy", "unsafe recall",
+                  "safe specificity", title=f"{result['judge']} on {pairs}")
+    rows = [*result["per_category"].items(), ("all", result)]
+    for name, values in rows:
+        table.add_row(
+            name, str(values["pairs"]), f"{values['pair_accuracy']:.3f}",
+            f"{values['image_accuracy']:.3f}", f"{values['unsafe_recall']:.3f}",
+            f"{values['safe_specificity']:.3f}",
+        )
+    Console().print(table)
+    for item in result["wrong"][:20]:
+        typer.echo(
+            f"wrong: {item['pair_id']}: unsafe image called {item['unsafe_image_called']}, "
+            f"safe image called {item['safe_image_called']}"
+        )
+    if len(result["wrong"]) > 20:
+        typer.echo(f"... and {len(result['wrong']) - 20} more (--json lists them all)")
+
+
+@pairs_app.command("augment")
+def pairs_augment(
+    data: Annotated[Path, typer.Argument(help="The training data folder (as `safeview train`).")],
+    pairs: Annotated[Path, typer.Argument(metavar="PAIRS", help="Pairs made from DATA's images.")],
+    category: Annotated[str, typer.Option(help="The category (as `safeview train`).")],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder for augment.json/.md/.png.")
+    ] = Path("augment"),
+    backbone: Annotated[BackboneName, typer.Option()] = BackboneName.efficientnet_lite0,
+    fractions: Annotated[
+        str, typer.Option(help="Training-data fractions, comma-separated.")
+    ] = "0.1,0.25,0.5,1.0",
+    seeds: Annotated[int, typer.Option(min=1, help="Subsampling seeds per fraction.")] = 3,
+    seed: Annotated[int, typer.Option(help="Split seed (as `safeview train --seed`).")] = 0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+) -> None:
+    """Train the lightweight guard (linear probe) with and without the pairs at several training
+    fractions; write the table (augment.md, augment.json) and the plot (augment.png)."""
+    from safeview.pairs.augment import markdown_table, plot, run_experiment
+    from safeview.train import find_dataset
+
+    try:
+        values = tuple(float(v) for v in fractions.split(","))
+        if not values or not all(0.0 < v <= 1.0 for v in values):
+            raise ValueError(f"--fractions must be in (0, 1], got {fractions}")
+    except ValueError as exc:
+        _error(f"bad --fractions: {exc}")
+        raise typer.Exit(2) from None
+    try:
+        dataset = find_dataset(data, category)
+        with _stages() as progress:
+            result = run_experiment(
+                dataset, pairs, backbone.value, values, tuple(range(seeds)), seed, device,
+                progress,
+            )
+    except (ValueError, OSError, ImageInputError) as exc:
+        _error(str(exc))
+        raise typer.Exit(1) from None
+    from safeview.io import atomic_write
+
+    table = markdown_table(result)
+    atomic_write(output / "augment.json", json.dumps(result, indent=2).encode())
+    atomic_write(output / "augment.md", table.encode())
+    plot(result, output / "augment.png")
+    typer.echo(table)
+    typer.echo(
+        f"{result['pairs']['in_training_split']} pair(s) from training images used, "
+        f"{result['pairs']['excluded_val_or_test']} from validation/test left out; "
+        f"wrote {output}/augment.{{json,md,png}}"
+    )
+
+
 vlm_app = typer.Typer(
     help="Train and evaluate the classifier-conditioned VLM.", no_args_is_help=True
 )
@@ -462,9 +938,7 @@ def vlm_finetune(
     data: Annotated[Path, typer.Argument(help="JSONL of {image, question, answer} records.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Folder for the model.")],
     model: ModelOption = None,
-    guard: Annotated[GuardName, typer.Option(help="Guard that conditions each instruction.")] = (
-        GuardName.open_nsfw
-    ),
+    guard: Annotated[str, _guard_option("Guard that conditions each instruction:")] = "open-nsfw",
     epochs: Annotated[int, typer.Option(min=1)] = 3,
     learning_rate: Annotated[float, typer.Option("--lr")] = 1e-5,
     save_every: Annotated[int, typer.Option(min=1, help="Steps between training states.")] = 50,
@@ -485,7 +959,7 @@ def vlm_finetune(
     policy = load_policy()
 
     def conditioner(pixels: Any, question: str) -> str:
-        context = Context(pixels, predictions(pixels, [guard.value], policy, device), policy)
+        context = Context(pixels, predictions(pixels, [guard], policy, device), policy)
         return condition(question, context)[0]
 
     def progress(step: int, total: int, loss: float) -> None:
@@ -533,9 +1007,7 @@ def vlm_eval(
     api_key: ApiKeyOption = None,
     instructblip_checkpoint: CheckpointOption = None,
     limit: Annotated[int | None, typer.Option(help="At most N images per category.")] = None,
-    guard: Annotated[GuardName, typer.Option(help="Guard that conditions the questions.")] = (
-        GuardName.open_nsfw
-    ),
+    guard: Annotated[str, _guard_option("Guard that conditions the questions:")] = "open-nsfw",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
     """Hit rate of unsafe attributes in answers to generic questions, with and without
@@ -567,7 +1039,7 @@ def vlm_eval(
             backends,
             policy,
             lambda pixels: Context(
-                pixels, predictions(pixels, [guard.value], policy, device), policy
+                pixels, predictions(pixels, [guard], policy, device), policy
             ),
             judge=judge_backend,
             limit=limit,

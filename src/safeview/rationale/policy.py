@@ -48,7 +48,14 @@ class Policy:
     def category_for(self, guard: str, guard_category: str) -> Category | None:
         """The policy category a guard's output category stands for, if any."""
         key = self.guards.get(guard, {}).get(guard_category)
-        return self.categories.get(key) if key else None
+        if key:
+            return self.categories.get(key)
+        # A guard trained for a policy category (``safeview train --category self-harm``).
+        wanted = guard_category.lower().replace("-", "_").replace(" ", "_")
+        for name, category in self.categories.items():
+            if wanted in (name, category.name.lower().replace("-", "_").replace(" ", "_")):
+                return category
+        return None
 
     def confidence(self, probability: float) -> str:
         for floor, words in self.confidence_words:

@@ -1,0 +1,28 @@
+"""SafetyPairs: counterfactual image pairs that differ only in safety-relevant features.
+
+``make_pairs`` edits unsafe images with an editor (``obfuscate``, ``inpaint``, ``diffusers``) and
+keeps a pair only when the guard's label flips and the image outside the edit is unchanged;
+``evaluate_pairs`` benchmarks a guard or a VLM on them; ``augment.run_experiment`` measures what
+the pairs add to a lightweight guard's training data.
+"""
+
+from safeview.pairs.editors import EDITORS, Edit, Editor, make_editor
+from safeview.pairs.evaluate import GuardJudge, VLMJudge, evaluate_pairs
+from safeview.pairs.make import category_policy, make_pairs, read_manifest
+from safeview.pairs.verify import Verification, ssim_outside, verify
+
+__all__ = [
+    "EDITORS",
+    "Edit",
+    "Editor",
+    "GuardJudge",
+    "VLMJudge",
+    "Verification",
+    "category_policy",
+    "evaluate_pairs",
+    "make_editor",
+    "make_pairs",
+    "read_manifest",
+    "ssim_outside",
+    "verify",
+]

@@ -1,0 +1,292 @@
+"""``safeview pairs make``: edit each unsafe image into a safe counterpart, verify, and write the
+kept pairs with a JSONL manifest (one line per source image, kept or rejected with the reasons).
+
+Layout of PAIRS/:
+
+* ``pairs.jsonl``: one record per source image (see :func:`make_pairs`);
+* ``images/ID.unsafe.png`` and ``images/ID.safe.png``: the kept pairs (lossless);
+* ``masks/ID.png``: where the editor edited (white);
+* ``summary.json``: counts, and ``sheet.png``: the kept pairs at a glance, the unsafe side shown
+  with its edit area pixelated so that the sheet itself is safe to look at.
+
+Rejected candidates leave only their manifest line. A rerun skips the sources already in the
+manifest, so an interrupted run resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from safeview.guards import Guard, default_target, is_flagged, scores
+from safeview.io import IMAGE_EXTENSIONS, ImageInputError, atomic_write, encode_image, load_image
+from safeview.pairs.editors import Editor, read_mask
+from safeview.pairs.verify import DEFAULT_SSIM_THRESHOLD, verify
+from safeview.train.data import image_files
+
+MANIFEST = "pairs.jsonl"
+MANIFEST_VERSION = "1.0"
+
+
+def category_policy(category: str, policy: str | Path | None = None) -> tuple[str, str]:
+    """(policy text, editing instruction) for ``category``.
+
+    ``policy`` may be a safeview policy JSON (``--policy`` of ``explain``), a JSON object with
+    ``policy`` and optional ``instruction``, or a plain-text file with the policy text."""
+    from safeview.rationale.policy import load_policy
+
+    if policy is not None:
+        path = Path(policy)
+        if not path.is_file():
+            raise ValueError(f"policy file {path} does not exist")
+        text = path.read_text(encoding="utf-8").strip()
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError:
+            data = None
+        if isinstance(data, dict) and "categories" in data:
+            found = load_policy(path).category_for("", category)
+            if found is None:
+                raise ValueError(f"policy file {path} has no category {category!r}")
+            return found.policy, _instruction(found.attributes)
+        if isinstance(data, dict) and "policy" in data:
+            return str(data["policy"]), str(data.get("instruction") or _instruction(category))
+        if data is not None:
+            raise ValueError(f"policy file {path}: expected {{'policy': ...}} or plain text")
+        if not text:
+            raise ValueError(f"policy file {path} is empty")
+        return text, _instruction(category)
+    found = load_policy().category_for("", category)
+    if found is not None:
+        return found.policy, _instruction(found.attributes)
+    return (
+        f"Images that show {category.replace('_', ' ')} are unsafe.",
+        _instruction(category.replace("_", " ")),
+    )
+
+
+def _instruction(attributes: str) -> str:
+    return (
+        f"Remove the {attributes} from the image and keep everything else exactly the same."
+    )
+
+
+def pair_id(key: str, category: str) -> str:
+    """A file-name-safe id from the source's relative path."""
+    stem = str(Path(key).with_suffix(""))
+    return f"{category}-" + re.sub(r"[^A-Za-z0-9_.-]+", "_", stem.replace("/", "__"))
+
+
+def read_manifest(folder: str | Path) -> list[dict[str, Any]]:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise ValueError(f"{folder} has no {MANIFEST} (made by `safeview pairs make`)")
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            raise ValueError(f"{path}:{number} is not JSON") from None
+    return records
+
+
+def _sources(inputs: Path) -> tuple[Path, list[Path]]:
+    if inputs.is_file():
+        if inputs.suffix.lower() not in IMAGE_EXTENSIONS:
+            raise ValueError(f"{inputs} is not an image file")
+        return inputs.parent, [inputs]
+    if not inputs.is_dir():
+        raise ValueError(f"{inputs} does not exist")
+    files = image_files(inputs)
+    if not files:
+        raise ValueError(f"{inputs} has no images")
+    return inputs, files
+
+
+def make_pairs(
+    inputs: str | Path,
+    output: str | Path,
+    category: str,
+    editor: Editor,
+    guard: Guard,
+    *,
+    policy: str | Path | None = None,
+    instruction: str | None = None,
+    masks: str | Path | None = None,
+    threshold: float = 0.5,
+    ssim_threshold: float = DEFAULT_SSIM_THRESHOLD,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
+    """Make, verify and write pairs for every image under ``inputs``; returns the summary.
+
+    Each manifest record: ``pair_id``, ``source`` (relative to ``inputs``), ``category``,
+    ``policy``, ``editor`` (name, instruction, details), ``guard`` (name, version, target,
+    threshold), ``scores`` (before/after), ``verification`` (figures and the measure's name),
+    ``status`` (``kept``, ``rejected`` or ``failed``), ``reasons``, and ``files`` when kept.
+    """
+    root, files = _sources(Path(inputs))
+    out = Path(output)
+    if out.resolve() == root.resolve() or root.resolve() in out.resolve().parents:
+        raise ValueError(f"output {out} must not be inside the input folder {root}")
+    policy_text, default_instruction = category_policy(category, policy)
+    instruction = instruction or default_instruction
+    mask_root = Path(masks) if masks is not None else None
+    if mask_root is not None and not mask_root.is_dir():
+        raise ValueError(f"mask folder {mask_root} does not exist")
+    out.mkdir(parents=True, exist_ok=True)
+    manifest_path = out / MANIFEST
+    done = {r["source"] for r in read_manifest(out)} if manifest_path.is_file() else set()
+    todo = [p for p in files if p.relative_to(root).as_posix() not in done]
+    with open(manifest_path, "a", encoding="utf-8") as manifest:
+        for number, path in enumerate(todo, 1):
+            key = path.relative_to(root).as_posix()
+            record = _make_one(
+                path, key, out, category, editor, guard, policy_text, instruction, mask_root,
+                threshold, ssim_threshold,
+            )
+            manifest.write(json.dumps(record) + "\n")
+            manifest.flush()
+            os.fsync(manifest.fileno())
+            if progress is not None:
+                progress(number, len(todo))
+    records = read_manifest(out)
+    summary = summarize(records, editor.name, category)
+    summary["skipped_already_done"] = len(files) - len(todo)
+    atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
+    kept = [r for r in records if r["status"] == "kept"]
+    if kept:
+        atomic_write(out / "sheet.png", encode_image(contact_sheet(out, kept), "PNG"))
+    return summary
+
+
+def _make_one(
+    path: Path,
+    key: str,
+    out: Path,
+    category: str,
+    editor: Editor,
+    guard: Guard,
+    policy_text: str,
+    instruction: str,
+    mask_root: Path | None,
+    threshold: float,
+    ssim_threshold: float,
+) -> dict[str, Any]:
+    identifier = pair_id(key, category)
+    record: dict[str, Any] = {
+        "manifest_version": MANIFEST_VERSION,
+        "pair_id": identifier,
+        "source": key,
+        "source_path": str(path.resolve()),
+        "category": category,
+        "policy": policy_text,
+        "editor": {"name": editor.name, "instruction": instruction},
+        "guard": {"name": guard.name, "version": guard.version, "threshold": threshold},
+    }
+    try:
+        pixels = load_image(path).pixels
+    except ImageInputError as exc:
+        return {**record, "status": "failed", "reasons": [str(exc)]}
+    probs_before = scores(guard, [pixels])[0]
+    target = default_target(guard, probs_before)
+    record["guard"]["target"] = guard.categories[target]
+    mask = None
+    if mask_root is not None:
+        candidates = [mask_root / Path(key).with_suffix(".png")]
+        candidates += [mask_root / Path(key).with_suffix(ext) for ext in (".jpg", ".bmp")]
+        found = next((c for c in candidates if c.is_file()), None)
+        if found is not None:
+            mask = read_mask(found, (pixels.shape[1], pixels.shape[0]))
+    if not is_flagged(guard, probs_before, target, threshold)[0]:
+        check = verify(pixels, pixels, np.zeros(pixels.shape[:2], bool),
+                       probs_before[target], probs_before[target], threshold, ssim_threshold)
+        return {**record, "status": "rejected", "reasons": check.reasons[:1],
+                "scores": {"before": check.p_before, "after": None},
+                "verification": check.to_dict()}
+    try:
+        edit = editor.edit(pixels, guard, instruction, mask)
+    except (ValueError, RuntimeError) as exc:
+        return {**record, "status": "failed", "reasons": [f"editor failed: {exc}"]}
+    probs_after = scores(guard, [edit.image])[0]
+    check = verify(pixels, edit.image, edit.mask, probs_before[target], probs_after[target],
+                   threshold, ssim_threshold)
+    record["editor"].update(instruction=edit.instruction, details=edit.details)
+    record.update(
+        status="kept" if check.kept else "rejected",
+        reasons=check.reasons,
+        scores={"before": check.p_before, "after": check.p_after},
+        verification=check.to_dict(),
+    )
+    if check.kept:
+        files = {
+            "unsafe": f"images/{identifier}.unsafe.png",
+            "safe": f"images/{identifier}.safe.png",
+            "mask": f"masks/{identifier}.png",
+        }
+        atomic_write(out / files["unsafe"], encode_image(pixels, "PNG"))
+        atomic_write(out / files["safe"], encode_image(edit.image, "PNG"))
+        mask_pixels = np.repeat(edit.mask[..., None], 3, axis=2).astype(np.uint8) * 255
+        atomic_write(out / files["mask"], encode_image(mask_pixels, "PNG"))
+        record["files"] = files
+    return record
+
+
+def summarize(records: list[dict[str, Any]], editor: str, category: str) -> dict[str, Any]:
+    status = Counter(r["status"] for r in records)
+    reasons = Counter(
+        re.sub(r"\s*\(.*\)$", "", reason) for r in records if r["status"] != "kept"
+        for reason in r.get("reasons", [])[:1]
+    )
+    kept = [r for r in records if r["status"] == "kept"]
+    ssim = [r["verification"]["ssim_outside_mask"] for r in kept]
+    area = [r["verification"]["mask_fraction"] for r in kept]
+    return {
+        "category": category,
+        "editor": editor,
+        "sources": len(records),
+        "kept": status.get("kept", 0),
+        "rejected": status.get("rejected", 0),
+        "failed": status.get("failed", 0),
+        "rejection_reasons": dict(reasons.most_common()),
+        "median_ssim_outside_mask": float(np.median(ssim)) if ssim else None,
+        "median_mask_fraction": float(np.median(area)) if area else None,
+    }
+
+
+def contact_sheet(folder: Path, kept: list[dict[str, Any]], limit: int = 16,
+                  cell: int = 200) -> np.ndarray:
+    """Kept pairs side by side (edit area of the unsafe side pixelated, outlined in red)."""
+    import cv2
+
+    from safeview.render import make_renderer
+
+    rows = []
+    pixelate = make_renderer("pixelate")
+    for record in kept[:limit]:
+        files = record["files"]
+        unsafe = load_image(folder / files["unsafe"]).pixels
+        safe = load_image(folder / files["safe"]).pixels
+        mask = load_image(folder / files["mask"]).pixels[..., 0] > 127
+        covered = pixelate.render(unsafe, mask)
+        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
+                                       cv2.CHAIN_APPROX_SIMPLE)
+        covered = np.ascontiguousarray(covered)
+        cv2.drawContours(covered, contours, -1, (255, 0, 0), max(1, min(mask.shape) // 150))
+        scale = cell / max(unsafe.shape[:2])
+        size = (max(1, int(unsafe.shape[1] * scale)), max(1, int(unsafe.shape[0] * scale)))
+        left, right = cv2.resize(covered, size), cv2.resize(safe, size)
+        row = np.full((cell, 2 * cell + 8, 3), 255, dtype=np.uint8)
+        row[: size[1], : size[0]] = left
+        row[: size[1], cell + 8 : cell + 8 + size[0]] = right
+        rows.append(row)
+        rows.append(np.full((8, 2 * cell + 8, 3), 255, dtype=np.uint8))
+    return np.concatenate(rows[:-1], axis=0)
