@@ -653,8 +653,14 @@ class EditorName(StrEnum):
 def _count_bar(label: str) -> Any:
     """A progress callback (done, total) drawing one bar on stderr."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-    from rich.progress import TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     return Progress(
         TextColumn(label),
@@ -732,16 +738,20 @@ def pairs_make(
     guard: Annotated[str, _guard_option("Guard that verifies the label flip:")] = "open-nsfw",
     policy: Annotated[
         Path | None,
-        typer.Option(help="Policy text file, or JSON ({'policy', 'instruction'} or a safeview "
-                     "policy); default: the built-in policy for the category."),
+        typer.Option(
+            help="Policy text file, or JSON ({'policy', 'instruction'} or a safeview "
+            "policy); default: the built-in policy for the category."
+        ),
     ] = None,
     instruction: Annotated[
         str | None, typer.Option(help="Editing instruction (default: from the policy).")
     ] = None,
     masks: Annotated[
         Path | None,
-        typer.Option(help="Folder of edit masks named like the images (white = edit); default: "
-                     "masks from the guard's attribution."),
+        typer.Option(
+            help="Folder of edit masks named like the images (white = edit); default: "
+            "masks from the guard's attribution."
+        ),
     ] = None,
     style: Annotated[
         StyleName, typer.Option(help="obfuscate: how regions are obfuscated.")
@@ -752,8 +762,12 @@ def pairs_make(
     steps: Annotated[int, typer.Option(min=1, help="diffusers: denoising steps.")] = 20,
     mask_fraction: Annotated[
         float,
-        typer.Option(min=0.001, max=0.999, help="inpaint/diffusers: share of top-attributed "
-                     "pixels masked when there is no mask file."),
+        typer.Option(
+            min=0.001,
+            max=0.999,
+            help="inpaint/diffusers: share of top-attributed "
+            "pixels masked when there is no mask file.",
+        ),
     ] = 0.08,
     threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Guard threshold.")] = 0.5,
     ssim_threshold: Annotated[
@@ -781,8 +795,7 @@ def pairs_make(
         if not model:
             _error("--editor diffusers needs --model (a pipeline folder or cached hub id)")
             raise typer.Exit(2)
-        options = {"model": model, "steps": steps, "mask_fraction": mask_fraction,
-                   "device": device}
+        options = {"model": model, "steps": steps, "mask_fraction": mask_fraction, "device": device}
     try:
         chosen = make_editor(editor.value, **options)
         loaded = load_guard(guard, device)
@@ -791,9 +804,17 @@ def pairs_make(
             raise ValueError(f"guard {guard} was trained for {trained_for!r}, not {category!r}")
         with _counter("editing") as update:
             summary = make_pairs(
-                inputs, output, category, chosen, loaded, policy=policy,
-                instruction=instruction, masks=masks, threshold=threshold,
-                ssim_threshold=ssim_threshold, progress=update,
+                inputs,
+                output,
+                category,
+                chosen,
+                loaded,
+                policy=policy,
+                instruction=instruction,
+                masks=masks,
+                threshold=threshold,
+                ssim_threshold=ssim_threshold,
+                progress=update,
             )
     except (ValueError, OSError) as exc:
         _error(str(exc))
@@ -856,13 +877,23 @@ def pairs_eval(
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
-    table = Table("category", "pairs", "pair accuracy", "image accuracy", "unsafe recall",
-                  "safe specificity", title=f"{result['judge']} on {pairs}")
+    table = Table(
+        "category",
+        "pairs",
+        "pair accuracy",
+        "image accuracy",
+        "unsafe recall",
+        "safe specificity",
+        title=f"{result['judge']} on {pairs}",
+    )
     rows = [*result["per_category"].items(), ("all", result)]
     for name, values in rows:
         table.add_row(
-            name, str(values["pairs"]), f"{values['pair_accuracy']:.3f}",
-            f"{values['image_accuracy']:.3f}", f"{values['unsafe_recall']:.3f}",
+            name,
+            str(values["pairs"]),
+            f"{values['pair_accuracy']:.3f}",
+            f"{values['image_accuracy']:.3f}",
+            f"{values['unsafe_recall']:.3f}",
             f"{values['safe_specificity']:.3f}",
         )
     Console().print(table)
@@ -907,7 +938,13 @@ def pairs_augment(
         dataset = find_dataset(data, category)
         with _stages() as progress:
             result = run_experiment(
-                dataset, pairs, backbone.value, values, tuple(range(seeds)), seed, device,
+                dataset,
+                pairs,
+                backbone.value,
+                values,
+                tuple(range(seeds)),
+                seed,
+                device,
                 progress,
             )
     except (ValueError, OSError, ImageInputError) as exc:
@@ -1038,9 +1075,7 @@ def vlm_eval(
             folder,
             backends,
             policy,
-            lambda pixels: Context(
-                pixels, predictions(pixels, [guard], policy, device), policy
-            ),
+            lambda pixels: Context(pixels, predictions(pixels, [guard], policy, device), policy),
             judge=judge_backend,
             limit=limit,
         )
@@ -1063,7 +1098,9 @@ def serve(
 
     Limits come from the environment: SAFEVIEW_API_KEY (require Authorization: Bearer KEY),
     SAFEVIEW_MAX_BODY_BYTES, SAFEVIEW_MAX_PIXELS, SAFEVIEW_TIMEOUT_S, SAFEVIEW_MAX_CONCURRENCY,
-    SAFEVIEW_MAX_QUEUE, SAFEVIEW_DEVICE, SAFEVIEW_PRELOAD (guards loaded at start).
+    SAFEVIEW_MAX_QUEUE, SAFEVIEW_DEVICE, SAFEVIEW_PRELOAD (guards loaded at start),
+    SAFEVIEW_GUARD_FILES (comma-separated checkpoints from `safeview train`, offered as guards
+    named by their file stem).
     """
     import uvicorn
 

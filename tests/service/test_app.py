@@ -201,3 +201,32 @@ def test_concurrent_requests_all_succeed(client: TestClient) -> None:
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         assert list(pool.map(post, range(12))) == [200] * 12
+
+
+def test_trained_guard_files_are_served_by_stem(tmp_path, monkeypatch) -> None:
+    from safeview.train import TrainConfig, find_dataset, train_guard
+    from tests.train.conftest import write_dataset
+
+    data = find_dataset(write_dataset(tmp_path / "data"), "red")
+    checkpoint = tmp_path / "red-probe.pt"
+    train_guard(data, checkpoint, TrainConfig("red", backbone="tiny-test", probe=True))
+    monkeypatch.setenv("SAFEVIEW_GUARD_FILES", str(checkpoint))
+    monkeypatch.setenv("SAFEVIEW_PRELOAD", "red-probe")
+    settings = Settings.from_env()
+    assert "red-probe" in settings.guards
+    with TestClient(create_app(settings)) as test_client:
+        wait_ready(test_client)
+        reply = test_client.post(
+            "/v1/moderations",
+            json={
+                "model": "safeview-red-probe",
+                "input": [{"type": "image_url", "image_url": {"url": data_url(UNSAFE)}}],
+            },
+        )
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["model"] == "safeview-red-probe"
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"junk")
+    monkeypatch.setenv("SAFEVIEW_GUARD_FILES", str(bad))
+    with pytest.raises(ValueError, match="not a readable guard checkpoint"):
+        Settings.from_env()

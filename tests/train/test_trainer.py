@@ -120,11 +120,15 @@ def test_too_little_data_is_a_clear_error(tmp_path: Path) -> None:
 def test_trained_guard_drives_the_counterfactual_search(dataset_dir: Path, tmp_path: Path) -> None:
     data = find_dataset(dataset_dir, "red")
     out = tmp_path / "guard.pt"
-    train_guard(data, out, TrainConfig("red", backbone="tiny-test", epochs=8, batch_size=8,
-                                        learning_rate=1e-2))
+    train_guard(
+        data,
+        out,
+        TrainConfig("red", backbone="tiny-test", epochs=8, batch_size=8, learning_rate=1e-2),
+    )
     guard = load_guard(str(out))
     flagged = [
-        path for path in sorted((dataset_dir / "unsafe").iterdir())
+        path
+        for path in sorted((dataset_dir / "unsafe").iterdir())
         if scores(guard, [load_image(path).pixels])[0, 1] >= 0.5
     ]
     assert flagged

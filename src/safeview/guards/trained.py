@@ -91,13 +91,12 @@ class TrainedGuard:
                 f"{self.path}: weights do not fit backbone {data['backbone']!r}: "
                 f"{str(exc).splitlines()[0]}"
             ) from None
-        self.module = network.eval().to(self.device)
+        self.module: torch.nn.Module = network.eval().to(self.device)
         for parameter in self.module.parameters():
             parameter.requires_grad_(False)
         self.name = self.path.name
-        self.version = (
-            f"{data['backbone']} {data.get('kind', 'finetune')} sha256:{file_digest(self.path)[:12]}"
-        )
+        kind = data.get("kind", "finetune")
+        self.version = f"{data['backbone']} {kind} sha256:{file_digest(self.path)[:12]}"
         self.metrics: dict[str, Any] = dict(data.get("metrics", {}))
 
     def preprocess(self, images: list[np.ndarray] | np.ndarray) -> torch.Tensor:

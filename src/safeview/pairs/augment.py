@@ -29,7 +29,7 @@ DEFAULT_FRACTIONS = (0.1, 0.25, 0.5, 1.0)
 def match_pairs(data: Dataset, records: list[dict[str, Any]]) -> dict[int, dict[str, Any]]:
     """Dataset index -> kept pair made from that image (by resolved path, else by path suffix)."""
     by_path = {path.resolve(): i for i, path in enumerate(data.paths)}
-    keys = data.keys()
+    keys = data.relative_paths()
     found: dict[int, dict[str, Any]] = {}
     for record in records:
         if record.get("status") != "kept":
@@ -67,15 +67,22 @@ def run_experiment(
     model = make_backbone(backbone)
     network = GuardNet(model.trunk, model.dim).to(resolved)
     pixels = load_pixels(
-        data.paths, model.input_size,
+        data.paths,
+        model.input_size,
         None if progress is None else (lambda n: progress("decode", n, len(data.paths))),
     )
     features = embed(network, pixels, model.normalization, resolved, progress=progress)
     order = sorted(usable)
-    edits = np.stack(
-        [resize(load_image(pairs_dir / usable[i]["files"]["safe"]).pixels, model.input_size)
-         for i in order]
-    ) if order else np.zeros((0, *model.input_size[::-1], 3), np.uint8)
+    edits = (
+        np.stack(
+            [
+                resize(load_image(pairs_dir / usable[i]["files"]["safe"]).pixels, model.input_size)
+                for i in order
+            ]
+        )
+        if order
+        else np.zeros((0, *model.input_size[::-1], 3), np.uint8)
+    )
     edit_features = embed(network, edits, model.normalization, resolved)
     edit_row = {index: row for row, index in enumerate(order)}
     labels = data.labels
@@ -173,14 +180,19 @@ def plot(result: dict[str, Any], path: str | Path) -> None:
     rows = result["rows"]
     fractions = sorted({r["fraction"] for r in rows})
     figure, axis = plt.subplots(figsize=(6, 4), dpi=120)
-    for with_pairs, label, colour in ((False, "without pairs", "#888888"),
-                                      (True, "with SafetyPairs", "#c0392b")):
-        values = [[r["accuracy"] for r in rows if r["fraction"] == f
-                   and r["with_pairs"] == with_pairs] for f in fractions]
+    for with_pairs, label, colour in (
+        (False, "without pairs", "#888888"),
+        (True, "with SafetyPairs", "#c0392b"),
+    ):
+        values = [
+            [r["accuracy"] for r in rows if r["fraction"] == f and r["with_pairs"] == with_pairs]
+            for f in fractions
+        ]
         x = [100 * f for f in fractions]
         axis.plot(x, [np.median(v) for v in values], marker="o", label=label, color=colour)
-        axis.fill_between(x, [min(v) for v in values], [max(v) for v in values], alpha=0.15,
-                          color=colour)
+        axis.fill_between(
+            x, [min(v) for v in values], [max(v) for v in values], alpha=0.15, color=colour
+        )
     axis.set_xlabel("training data used (%)")
     axis.set_ylabel("test accuracy")
     axis.set_title(f"linear probe ({result['backbone']}), category {result['category']}")

@@ -57,8 +57,9 @@ def attribution_mask(
     target = default_target(guard, probs)
     heatmap = make_attribution("fullgrad", guard).attribute(guard.preprocess([pixels]), target)[0]
     heatmap = resize(heatmap.astype(np.float32), (width, height))
-    cut = np.quantile(heatmap, 1.0 - fraction)
-    mask = heatmap >= cut
+    cut = float(np.quantile(heatmap, 1.0 - fraction))
+    # Sparse maps (mostly zero) have their quantile at the minimum: take only what is above it.
+    mask = heatmap >= cut if cut > float(heatmap.min()) else heatmap > cut
     radius = max(1, int(dilate * min(height, width)))
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
     return cv2.dilate(mask.astype(np.uint8), kernel) > 0
@@ -69,8 +70,14 @@ class ObfuscateEditor:
 
     name = "obfuscate"
 
-    def __init__(self, style: str = "inpaint", segmenter: str = "slic", max_regions: int = 10,
-                 threshold: float = 0.5, **segmenter_options: Any) -> None:
+    def __init__(
+        self,
+        style: str = "inpaint",
+        segmenter: str = "slic",
+        max_regions: int = 10,
+        threshold: float = 0.5,
+        **segmenter_options: Any,
+    ) -> None:
         from safeview.render import STYLES
 
         if style not in STYLES:
@@ -102,8 +109,12 @@ class ObfuscateEditor:
             edited,
             region_mask.astype(bool),
             f"obfuscate ({self.style}) the fewest regions that flip the guard",
-            {"style": self.style, "segmenter": self.segmenter, "regions": len(report.regions),
-             "search_flipped": report.search_flipped},
+            {
+                "style": self.style,
+                "segmenter": self.segmenter,
+                "regions": len(report.regions),
+                "search_flipped": report.search_flipped,
+            },
         )
 
 
@@ -174,9 +185,9 @@ class DiffusersEditor:
             self.pipeline = DiffusionPipeline.from_pretrained(
                 model,
                 local_files_only=not allow_download,
-                torch_dtype=torch.float16 if self.device.type == "cuda" else torch.float32,
+                dtype=torch.float16 if self.device.type == "cuda" else torch.float32,
             ).to(self.device)
-        except (OSError, ValueError, EnvironmentError) as exc:
+        except (OSError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ValueError(f"cannot load diffusers pipeline {model!r}: {first}") from None
         self.pipeline.set_progress_bar_config(disable=True)
@@ -201,7 +212,10 @@ class DiffusersEditor:
         if mask is None:
             mask, source = attribution_mask(pixels, guard, self.mask_fraction), "attribution"
         scale = self.size / max(height, width)
-        work = (max(8, int(round(width * scale / 8)) * 8), max(8, int(round(height * scale / 8)) * 8))
+        work = (
+            max(8, round(width * scale / 8) * 8),
+            max(8, round(height * scale / 8) * 8),
+        )
         image = Image.fromarray(resize(pixels, work))
         generator = torch.Generator(device="cpu").manual_seed(self.seed)
         arguments: dict[str, Any] = {
@@ -225,8 +239,14 @@ class DiffusersEditor:
             edited,
             mask,
             instruction,
-            {"pipeline": self.kind, "model": self.model, "steps": self.steps,
-             "mask_source": source, "composite": self.composite, "seed": self.seed},
+            {
+                "pipeline": self.kind,
+                "model": self.model,
+                "steps": self.steps,
+                "mask_source": source,
+                "composite": self.composite,
+                "seed": self.seed,
+            },
         )
 
 

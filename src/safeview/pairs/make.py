@@ -73,9 +73,7 @@ def category_policy(category: str, policy: str | Path | None = None) -> tuple[st
 
 
 def _instruction(attributes: str) -> str:
-    return (
-        f"Remove the {attributes} from the image and keep everything else exactly the same."
-    )
+    return f"Remove the {attributes} from the image and keep everything else exactly the same."
 
 
 def pair_id(key: str, category: str) -> str:
@@ -150,8 +148,17 @@ def make_pairs(
         for number, path in enumerate(todo, 1):
             key = path.relative_to(root).as_posix()
             record = _make_one(
-                path, key, out, category, editor, guard, policy_text, instruction, mask_root,
-                threshold, ssim_threshold,
+                path,
+                key,
+                out,
+                category,
+                editor,
+                guard,
+                policy_text,
+                instruction,
+                mask_root,
+                threshold,
+                ssim_threshold,
             )
             manifest.write(json.dumps(record) + "\n")
             manifest.flush()
@@ -207,18 +214,36 @@ def _make_one(
         if found is not None:
             mask = read_mask(found, (pixels.shape[1], pixels.shape[0]))
     if not is_flagged(guard, probs_before, target, threshold)[0]:
-        check = verify(pixels, pixels, np.zeros(pixels.shape[:2], bool),
-                       probs_before[target], probs_before[target], threshold, ssim_threshold)
-        return {**record, "status": "rejected", "reasons": check.reasons[:1],
-                "scores": {"before": check.p_before, "after": None},
-                "verification": check.to_dict()}
+        check = verify(
+            pixels,
+            pixels,
+            np.zeros(pixels.shape[:2], bool),
+            probs_before[target],
+            probs_before[target],
+            threshold,
+            ssim_threshold,
+        )
+        return {
+            **record,
+            "status": "rejected",
+            "reasons": check.reasons[:1],
+            "scores": {"before": check.p_before, "after": None},
+            "verification": check.to_dict(),
+        }
     try:
         edit = editor.edit(pixels, guard, instruction, mask)
     except (ValueError, RuntimeError) as exc:
         return {**record, "status": "failed", "reasons": [f"editor failed: {exc}"]}
     probs_after = scores(guard, [edit.image])[0]
-    check = verify(pixels, edit.image, edit.mask, probs_before[target], probs_after[target],
-                   threshold, ssim_threshold)
+    check = verify(
+        pixels,
+        edit.image,
+        edit.mask,
+        probs_before[target],
+        probs_after[target],
+        threshold,
+        ssim_threshold,
+    )
     record["editor"].update(instruction=edit.instruction, details=edit.details)
     record.update(
         status="kept" if check.kept else "rejected",
@@ -243,7 +268,9 @@ def _make_one(
 def summarize(records: list[dict[str, Any]], editor: str, category: str) -> dict[str, Any]:
     status = Counter(r["status"] for r in records)
     reasons = Counter(
-        re.sub(r"\s*\(.*\)$", "", reason) for r in records if r["status"] != "kept"
+        re.sub(r"\s*\(.*\)$", "", reason)
+        for r in records
+        if r["status"] != "kept"
         for reason in r.get("reasons", [])[:1]
     )
     kept = [r for r in records if r["status"] == "kept"]
@@ -262,8 +289,9 @@ def summarize(records: list[dict[str, Any]], editor: str, category: str) -> dict
     }
 
 
-def contact_sheet(folder: Path, kept: list[dict[str, Any]], limit: int = 16,
-                  cell: int = 200) -> np.ndarray:
+def contact_sheet(
+    folder: Path, kept: list[dict[str, Any]], limit: int = 16, cell: int = 200
+) -> np.ndarray:
     """Kept pairs side by side (edit area of the unsafe side pixelated, outlined in red)."""
     import cv2
 
@@ -277,8 +305,9 @@ def contact_sheet(folder: Path, kept: list[dict[str, Any]], limit: int = 16,
         safe = load_image(folder / files["safe"]).pixels
         mask = load_image(folder / files["mask"]).pixels[..., 0] > 127
         covered = pixelate.render(unsafe, mask)
-        contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL,
-                                       cv2.CHAIN_APPROX_SIMPLE)
+        contours, _ = cv2.findContours(
+            mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+        )
         covered = np.ascontiguousarray(covered)
         cv2.drawContours(covered, contours, -1, (255, 0, 0), max(1, min(mask.shape) // 150))
         scale = cell / max(unsafe.shape[:2])

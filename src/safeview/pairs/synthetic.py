@@ -28,16 +28,17 @@ def paste_symbol(
     angle = rng.uniform(0, np.pi)
     out = pixels.copy()
     canvas = np.zeros((height, width), dtype=np.uint8)
-    cv2.circle(canvas, (cx, cy), radius, 1, -1, lineType=cv2.LINE_AA)
-    mask = canvas > 0
-    out[mask] = (245, 245, 245)
+    cv2.circle(canvas, (cx, cy), radius, 1, -1)
+    out[canvas > 0] = (245, 245, 245)
     thickness = max(2, radius // 4)
     cv2.circle(out, (cx, cy), radius - thickness // 2, (10, 10, 10), thickness, cv2.LINE_AA)
     arm = radius - thickness
     for theta in (angle, angle + np.pi / 2):
         dx, dy = int(arm * np.cos(theta)), int(arm * np.sin(theta))
         cv2.line(out, (cx - dx, cy - dy), (cx + dx, cy + dy), (10, 10, 10), thickness, cv2.LINE_AA)
-    return out, mask
+    # The mask covers every pixel the symbol touched (anti-aliased edges included).
+    cv2.circle(canvas, (cx, cy), radius + 2, 1, -1)
+    return out, canvas > 0
 
 
 def make_synthetic(

@@ -72,7 +72,31 @@ class Settings:
             preload=tuple(
                 g for g in env.get("SAFEVIEW_PRELOAD", "open-nsfw").split(",") if g.strip()
             ),
+        ).with_guard_files(
+            [p.strip() for p in env.get("SAFEVIEW_GUARD_FILES", "").split(",") if p.strip()]
         )
+
+    def with_guard_files(self, paths: list[str]) -> Settings:
+        """Offer checkpoints from ``safeview train`` as guards named by their file stem
+        (``/models/self-harm.pt`` -> ``self-harm``)."""
+        from pathlib import Path
+
+        from safeview.guards import register_guard
+        from safeview.guards.trained import TrainedGuard, read_checkpoint
+
+        for raw in paths:
+            path = Path(raw).resolve()
+            read_checkpoint(path)  # refuse a bad file at start-up, not on the first request
+            name = path.stem
+            if name in self.guards:
+                raise ValueError(f"guard file {raw}: the name {name!r} is already a guard")
+
+            def factory(device: Any, path: Path = path) -> TrainedGuard:
+                return TrainedGuard(path, device)
+
+            register_guard(name, factory)
+            self.guards = (*self.guards, name)
+        return self
 
 
 class ServiceError(Exception):

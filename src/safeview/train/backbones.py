@@ -192,5 +192,7 @@ def make_backbone(
     name: str, *, pretrained: bool = True, weights: str | Path | None = None
 ) -> Backbone:
     if name not in _FACTORIES:
-        raise ValueError(f"unknown backbone {name!r} (available: {', '.join(available_backbones())})")
+        raise ValueError(
+            f"unknown backbone {name!r} (available: {', '.join(available_backbones())})"
+        )
     return _FACTORIES[name](pretrained, weights)

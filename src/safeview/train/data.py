@@ -35,14 +35,14 @@ class Dataset:
     layout: str
     ignored: list[str] = field(default_factory=list)
 
-    def keys(self) -> list[str]:
+    def relative_paths(self) -> list[str]:
         """Paths relative to the root, POSIX style (stable across machines)."""
         return [path.relative_to(self.root).as_posix() for path in self.paths]
 
     def fingerprint(self) -> str:
         """Identifies the file list and labels (not the pixels): a resumed run must match it."""
         digest = hashlib.sha256()
-        for key, label in zip(self.keys(), self.labels.tolist(), strict=True):
+        for key, label in zip(self.relative_paths(), self.labels.tolist(), strict=True):
             digest.update(f"{key}\t{label}\n".encode())
         return digest.hexdigest()[:16]
 
@@ -51,7 +51,9 @@ def image_files(folder: Path) -> list[Path]:
     """Image files under ``folder``, sorted, symlinks and hidden files skipped."""
     found = []
     for path in sorted(folder.rglob("*")):
-        if path.is_symlink() or any(part.startswith(".") for part in path.relative_to(folder).parts):
+        if path.is_symlink() or any(
+            part.startswith(".") for part in path.relative_to(folder).parts
+        ):
             continue
         if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
             found.append(path)
@@ -81,15 +83,17 @@ def find_dataset(root: str | Path, category: str) -> Dataset:
         if not files:
             raise ValueError(f"{folder} has no images")
     ignored = [
-        name for name in subfolders if layout == "one folder per category" and name not in
-        ("safe", category)
+        name
+        for name in subfolders
+        if layout == "one folder per category" and name not in ("safe", category)
     ]
     labels = np.asarray([0] * len(safe) + [1] * len(unsafe), dtype=np.int64)
     return Dataset(root, category, safe + unsafe, labels, layout, ignored)
 
 
-def split(labels: np.ndarray, seed: int, fractions: tuple[float, float, float] = SPLIT_FRACTIONS
-          ) -> dict[str, np.ndarray]:
+def split(
+    labels: np.ndarray, seed: int, fractions: tuple[float, float, float] = SPLIT_FRACTIONS
+) -> dict[str, np.ndarray]:
     """Stratified train/validation/test indices; every split gets both classes when it can."""
     rng = np.random.default_rng(seed)
     parts: dict[str, list[int]] = {"train": [], "val": [], "test": []}

@@ -258,16 +258,36 @@ def train_guard(
             "n_unsafe": int((labels == 1).sum()),
         },
         "split": {"seed": config.seed, "fractions": [0.8, 0.1, 0.1], **sizes},
-        "test_keys": [data.keys()[i] for i in parts["test"]],
+        "test_keys": [data.relative_paths()[i] for i in parts["test"]],
     }
     if config.probe:
         return _train_probe(
-            network, backbone, pixels, labels, parts, output, config, record, progress,
-            device, start_time,
+            network,
+            backbone,
+            pixels,
+            labels,
+            parts,
+            output,
+            config,
+            record,
+            progress,
+            device,
+            start_time,
         )
     return _fine_tune(
-        network, backbone, pixels, labels, parts, output, config, record, progress, device,
-        resume, start_time, data.fingerprint(),
+        network,
+        backbone,
+        pixels,
+        labels,
+        parts,
+        output,
+        config,
+        record,
+        progress,
+        device,
+        resume,
+        start_time,
+        data.fingerprint(),
     )
 
 
@@ -297,11 +317,18 @@ def _train_probe(
         "test": metrics(labels[test], p[test], config.threshold),
     }
     save_checkpoint(
-        output, network, backbone, config, "probe",
+        output,
+        network,
+        backbone,
+        config,
+        "probe",
         {**record, "metrics": result_metrics, "probe": {"C": c, "solver": "lbfgs"}},
     )
     return TrainResult(
-        output, "probe", result_metrics, {k: len(v) for k, v in parts.items()},
+        output,
+        "probe",
+        result_metrics,
+        {k: len(v) for k, v in parts.items()},
         seconds=round(time.perf_counter() - start_time, 3),
     )
 
@@ -419,7 +446,11 @@ def _fine_tune(
     }
     network.eval()
     save_checkpoint(
-        output, network, backbone, config, "finetune",
+        output,
+        network,
+        backbone,
+        config,
+        "finetune",
         {
             **record,
             "metrics": result_metrics,
@@ -429,7 +460,12 @@ def _fine_tune(
     if state_path.exists():
         os.unlink(state_path)
     return TrainResult(
-        output, "finetune", result_metrics, {k: len(v) for k, v in parts.items()},
-        best_epoch=best_epoch, history=history, resumed_from=resumed_from,
+        output,
+        "finetune",
+        result_metrics,
+        {k: len(v) for k, v in parts.items()},
+        best_epoch=best_epoch,
+        history=history,
+        resumed_from=resumed_from,
         seconds=round(time.perf_counter() - start_time, 3),
     )
