@@ -756,6 +756,14 @@ def pairs_make(
     style: Annotated[
         StyleName, typer.Option(help="obfuscate: how regions are obfuscated.")
     ] = StyleName.inpaint,
+    segmenter: Annotated[
+        SegmenterName,
+        typer.Option(help="obfuscate: candidate regions (bass-guided: smaller, tighter edits)."),
+    ] = SegmenterName.slic,
+    segmenter_option: Annotated[
+        list[str] | None,
+        typer.Option("--segmenter-option", help="obfuscate: KEY=VALUE for the segmenter."),
+    ] = None,
     model: Annotated[
         str | None, typer.Option(help="diffusers: pipeline folder or cached hub id.")
     ] = None,
@@ -788,7 +796,13 @@ def pairs_make(
 
     options: dict[str, Any] = {}
     if editor is EditorName.obfuscate:
-        options = {"style": style.value, "threshold": threshold}
+        try:
+            extra = _parse_options(segmenter_option or [])
+        except ValueError as exc:
+            _error(str(exc))
+            raise typer.Exit(2) from None
+        options = {"style": style.value, "threshold": threshold, "segmenter": segmenter.value,
+                   **extra}
     elif editor is EditorName.inpaint:
         options = {"mask_fraction": mask_fraction}
     else:

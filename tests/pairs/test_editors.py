@@ -136,3 +136,33 @@ def test_diffusers_instruction_editing(pipelines: dict[str, Path]) -> None:
 def test_diffusers_missing_model_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="cannot load diffusers pipeline"):
         make_editor("diffusers", model=str(tmp_path / "nothing"))
+
+
+def test_pairs_make_with_the_diffusers_editor_from_the_cli(
+    pipelines: dict[str, Path], unsafe_dir: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from safeview.cli import app
+    from safeview.guards import register_guard
+    from safeview.pairs import read_manifest
+
+    register_guard("red-square", lambda device: RedGuard())
+    out = tmp_path / "pairs"
+    result = CliRunner().invoke(
+        app,
+        ["pairs", "make", str(unsafe_dir), "--category", "red", "--guard", "red-square",
+         "--editor", "diffusers", "--model", str(pipelines["inpaint"]), "--steps", "2",
+         "--instruction", "replace the red square with grass", "-o", str(out), "--json"],
+    )
+    assert result.exit_code == 0, result.output
+    records = read_manifest(out)
+    assert len(records) == 7
+    edited = [r for r in records if "details" in r["editor"]]
+    assert len(edited) == 6  # the plain image is not flagged, so it is never edited
+    for record in edited:
+        assert record["editor"]["instruction"] == "replace the red square with grass"
+        assert record["editor"]["details"]["pipeline"] == "StableDiffusionInpaintPipeline"
+        assert record["verification"]["ssim_outside_mask"] > 0.99  # composited
+        # An untrained pipeline paints noise: whatever it did, the verdict says why.
+        assert record["status"] == "kept" or record["reasons"]

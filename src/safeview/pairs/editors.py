@@ -79,9 +79,11 @@ class ObfuscateEditor:
         **segmenter_options: Any,
     ) -> None:
         from safeview.render import STYLES
+        from safeview.segmentation import make_segmenter
 
         if style not in STYLES:
             raise ValueError(f"unknown style {style!r} (available: {', '.join(STYLES)})")
+        make_segmenter(segmenter, **segmenter_options)  # bad options fail here, not per image
         self.style, self.segmenter, self.max_regions = style, segmenter, max_regions
         self.threshold = threshold
         self.segmenter_options = segmenter_options
