@@ -91,9 +91,9 @@ def main() -> None:
     verifier = load_guard(str(paths["efficientnet-lite0 fine-tuned"]))
 
     editors = {
-        "obfuscate (inpaint style)": ("obfuscate", {"style": "inpaint"}, None),
-        "obfuscate (blur style)": ("obfuscate", {"style": "blur"}, None),
-        "obfuscate (inpaint, bass-guided)": (
+        "obfuscate (inpaint, slic)": ("obfuscate", {"style": "inpaint", "segmenter": "slic"}, None),
+        "obfuscate (blur, slic)": ("obfuscate", {"style": "blur", "segmenter": "slic"}, None),
+        "obfuscate (inpaint, bass-guided), the default": (
             "obfuscate",
             {"style": "inpaint", "segmenter": "bass-guided"},
             None,
@@ -143,7 +143,7 @@ def main() -> None:
             cells.append(f"{result['pair_accuracy']:.3f} / {result['image_accuracy']:.3f}")
         print(f"| {label} | " + " | ".join(cells) + " |")
 
-    for label in ("obfuscate (inpaint style)", "inpaint (true symbol mask)"):
+    for label in ("obfuscate (inpaint, bass-guided), the default", "inpaint (true symbol mask)"):
         log(f"augmentation with {label}")
         # A 20-image test split moves in steps of 0.05: pool several splits (each with its own
         # training-only pairs) and several subsamples per split; medians over all of them.

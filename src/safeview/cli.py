@@ -603,9 +603,14 @@ def train(
     try:
         with _stages() as progress:
             result = train_guard(dataset, output, config, resume=resume, progress=progress)
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
         _error(str(exc))
         raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        state = output.with_name(output.name + ".state")
+        hint = f"; rerun the same command to resume from {state}" if state.exists() else ""
+        _error(f"interrupted{hint}")
+        raise typer.Exit(130) from None
     if as_json:
         typer.echo(
             json.dumps(
@@ -758,8 +763,8 @@ def pairs_make(
     ] = StyleName.inpaint,
     segmenter: Annotated[
         SegmenterName,
-        typer.Option(help="obfuscate: candidate regions (bass-guided: smaller, tighter edits)."),
-    ] = SegmenterName.slic,
+        typer.Option(help="obfuscate: candidate regions (bass-guided: small, tight edits)."),
+    ] = SegmenterName.bass_guided,
     segmenter_option: Annotated[
         list[str] | None,
         typer.Option("--segmenter-option", help="obfuscate: KEY=VALUE for the segmenter."),
@@ -768,6 +773,9 @@ def pairs_make(
         str | None, typer.Option(help="diffusers: pipeline folder or cached hub id.")
     ] = None,
     steps: Annotated[int, typer.Option(min=1, help="diffusers: denoising steps.")] = 20,
+    size: Annotated[
+        int, typer.Option(min=64, help="diffusers: longer side of the working image (pixels).")
+    ] = 512,
     mask_fraction: Annotated[
         float,
         typer.Option(
@@ -801,15 +809,25 @@ def pairs_make(
         except ValueError as exc:
             _error(str(exc))
             raise typer.Exit(2) from None
-        options = {"style": style.value, "threshold": threshold, "segmenter": segmenter.value,
-                   **extra}
+        options = {
+            "style": style.value,
+            "threshold": threshold,
+            "segmenter": segmenter.value,
+            **extra,
+        }
     elif editor is EditorName.inpaint:
         options = {"mask_fraction": mask_fraction}
     else:
         if not model:
             _error("--editor diffusers needs --model (a pipeline folder or cached hub id)")
             raise typer.Exit(2)
-        options = {"model": model, "steps": steps, "mask_fraction": mask_fraction, "device": device}
+        options = {
+            "model": model,
+            "steps": steps,
+            "size": size,
+            "mask_fraction": mask_fraction,
+            "device": device,
+        }
     try:
         chosen = make_editor(editor.value, **options)
         loaded = load_guard(guard, device)

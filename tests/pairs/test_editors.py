@@ -151,9 +151,28 @@ def test_pairs_make_with_the_diffusers_editor_from_the_cli(
     out = tmp_path / "pairs"
     result = CliRunner().invoke(
         app,
-        ["pairs", "make", str(unsafe_dir), "--category", "red", "--guard", "red-square",
-         "--editor", "diffusers", "--model", str(pipelines["inpaint"]), "--steps", "2",
-         "--instruction", "replace the red square with grass", "-o", str(out), "--json"],
+        [
+            "pairs",
+            "make",
+            str(unsafe_dir),
+            "--category",
+            "red",
+            "--guard",
+            "red-square",
+            "--editor",
+            "diffusers",
+            "--model",
+            str(pipelines["inpaint"]),
+            "--steps",
+            "2",
+            "--size",
+            "64",
+            "--instruction",
+            "replace the red square with grass",
+            "-o",
+            str(out),
+            "--json",
+        ],
     )
     assert result.exit_code == 0, result.output
     records = read_manifest(out)

@@ -157,3 +157,12 @@ def test_bad_checkpoints_are_refused(tmp_path: Path) -> None:
         read_checkpoint(newer)
     with pytest.raises(ValueError, match="does not exist"):
         load_guard(str(tmp_path / "nothing.pt"))
+
+
+def test_damaged_training_state_is_a_clear_error(dataset_dir: Path, tmp_path: Path) -> None:
+    data = find_dataset(dataset_dir, "red")
+    (tmp_path / "guard.pt.state").write_bytes(b"half a file")
+    config = TrainConfig("red", backbone="tiny-test", epochs=1)
+    with pytest.raises(ValueError, match="--no-resume"):
+        train_guard(data, tmp_path / "guard.pt", config)
+    assert train_guard(data, tmp_path / "guard.pt", config, resume=False).kind == "finetune"

@@ -156,8 +156,9 @@ def _load_weights(model: torch.nn.Module, path: str | Path) -> None:
     """A state dict from ``path`` (the classifier head's keys are ignored)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError) as exc:
-        raise ValueError(f"cannot read backbone weights {path}: {exc}") from None
+    except Exception as exc:  # torch raises many types for foreign or corrupt files
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"cannot read backbone weights {path}: {first}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

@@ -375,8 +375,13 @@ def _fine_tune(
     best_epoch: int | None = None
     resumed_from = None
     if resume and state_path.exists():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state.get("identity") != identity:
+        try:
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+        except Exception:  # a foreign or damaged file
+            raise ValueError(
+                f"cannot read the training state {state_path}; pass --no-resume to start over"
+            ) from None
+        if not isinstance(state, dict) or state.get("identity") != identity:
             raise ValueError(
                 f"{state_path} belongs to a different run (data, backbone or settings changed); "
                 "pass --no-resume to start over"
