@@ -11,7 +11,7 @@
 5. Augmentation: the EfficientNet-Lite0 probe with and without the pairs at 10/25/50/100% of the
    training split, over 5 split seeds x 3 subsamples; plot to bench/pairs_augment.png.
 
-    .venv/bin/python bench/bench_pairs.py            # about 10 minutes on 2 cores
+    .venv/bin/python bench/bench_pairs.py            # about 15 minutes on 2 cores
 """
 
 from __future__ import annotations

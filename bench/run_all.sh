@@ -14,3 +14,4 @@ $py bench/bench_fullgrad.py --guard open-nsfw 2> /dev/null | tail -1 >> bench/re
   $py bench/bench_service.py --route safeguard --guard imagenet --clients 2 --seconds 30 | tail -1
 } > bench/results/service.md 2> bench/results/service.log
 $py bench/bench_batch.py --limit 40 > bench/results/batch.md 2> bench/results/batch.log
+$py bench/bench_pairs.py > bench/results/pairs.md 2> bench/results/pairs.log

@@ -171,7 +171,7 @@ def markdown_table(result: dict[str, Any]) -> str:
 
 
 def plot(result: dict[str, Any], path: str | Path) -> None:
-    """Test accuracy vs training fraction, with and without pairs (median, min-max band)."""
+    """Test accuracy vs training fraction, with and without pairs (median, interquartile band)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -191,10 +191,14 @@ def plot(result: dict[str, Any], path: str | Path) -> None:
         x = [100 * f for f in fractions]
         axis.plot(x, [np.median(v) for v in values], marker="o", label=label, color=colour)
         axis.fill_between(
-            x, [min(v) for v in values], [max(v) for v in values], alpha=0.15, color=colour
+            x,
+            [np.percentile(v, 25) for v in values],
+            [np.percentile(v, 75) for v in values],
+            alpha=0.15,
+            color=colour,
         )
     axis.set_xlabel("training data used (%)")
-    axis.set_ylabel("test accuracy")
+    axis.set_ylabel("test accuracy (median, interquartile band)")
     axis.set_title(f"linear probe ({result['backbone']}), category {result['category']}")
     axis.set_ylim(0.4, 1.02)
     axis.grid(alpha=0.3)
