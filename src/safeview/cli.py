@@ -702,9 +702,11 @@ def pairs_synthetic(
     seed: Annotated[int, typer.Option()] = 0,
     limit: Annotated[int | None, typer.Option(min=2, help="Use at most this many photos.")] = None,
 ) -> None:
-    """A synthetic category for trying everything without unsafe data: a conspicuous symbol
-    pasted onto half of the photos (OUTPUT/CATEGORY/), the other half untouched (OUTPUT/safe/);
-    the symbols' masks go to OUTPUT/masks/CATEGORY/."""
+    """Make a synthetic category from photographs, to try everything without unsafe data.
+
+    A conspicuous symbol is pasted onto half of the photos (OUTPUT/CATEGORY/), the other half stay
+    untouched (OUTPUT/safe/); the symbols' masks go to OUTPUT/masks/CATEGORY/.
+    """
     from safeview.pairs.synthetic import make_synthetic
 
     if output.exists() and any(output.iterdir()):
@@ -880,8 +882,11 @@ def pairs_eval(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
-    """Pair accuracy (both images of a pair right), image accuracy, per category, and the pairs
-    it gets wrong."""
+    """Benchmark a guard or a VLM on pairs: pair accuracy, per category, the misses.
+
+    Pair accuracy: the unsafe image called unsafe and its safe counterpart safe. Also image
+    accuracy, unsafe recall and safe specificity, per category, and the pairs it gets wrong.
+    """
     from rich.console import Console
     from rich.table import Table
 
@@ -906,6 +911,13 @@ def pairs_eval(
     except (ValueError, OSError, ImageInputError, RationaleError) as exc:
         _error(str(exc))
         raise typer.Exit(1) from None
+    flags = getattr(getattr(judge, "guard", None), "unsafe_category", None)
+    if flags is not None and flags not in result["per_category"]:
+        typer.echo(
+            f"note: {result['judge']} flags {flags!r}, the pairs are "
+            f"{', '.join(map(repr, result['per_category']))}: it is judged on another category",
+            err=True,
+        )
     if as_json:
         typer.echo(json.dumps(result, indent=2))
         return
@@ -954,8 +966,12 @@ def pairs_augment(
     seed: Annotated[int, typer.Option(help="Split seed (as `safeview train --seed`).")] = 0,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
 ) -> None:
-    """Train the lightweight guard (linear probe) with and without the pairs at several training
-    fractions; write the table (augment.md, augment.json) and the plot (augment.png)."""
+    """Measure what the pairs add to a lightweight guard's training data.
+
+    Trains a linear probe with and without the pairs at several fractions of the training split
+    (the same split as `safeview train --seed`; only pairs made from training images are added);
+    writes the table (augment.md, augment.json) and the plot (augment.png).
+    """
     from safeview.pairs.augment import markdown_table, plot, run_experiment
     from safeview.train import find_dataset
 
@@ -1125,8 +1141,10 @@ def serve(
         int, typer.Option(min=1, help="Worker processes; each loads the models once.")
     ] = 1,
 ) -> None:
-    """Run the HTTP service: POST /v1/moderations (OpenAI-compatible, images), POST /v1/safeguard,
-    GET /healthz, /readyz, the review page at / and the API docs at /docs.
+    """Run the HTTP service (moderation API, safeguarding, review page).
+
+    POST /v1/moderations (OpenAI-compatible, images), POST /v1/safeguard, GET /healthz, /readyz,
+    the review page at / and the API docs at /docs.
 
     Limits come from the environment: SAFEVIEW_API_KEY (require Authorization: Bearer KEY),
     SAFEVIEW_MAX_BODY_BYTES, SAFEVIEW_MAX_PIXELS, SAFEVIEW_TIMEOUT_S, SAFEVIEW_MAX_CONCURRENCY,
