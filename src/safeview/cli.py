@@ -615,6 +615,7 @@ def train(
         typer.echo(
             json.dumps(
                 {
+                    "schema_version": "1.0",
                     "output": str(result.output),
                     "kind": result.kind,
                     "metrics": result.metrics,

@@ -74,3 +74,39 @@ def test_ray_engine_processes_every_file_and_reports_bad_ones(tmp_path: Path) ->
     )
     assert "skipped 4 input(s)" in again.stderr
     assert len((out / "manifest.jsonl").read_text().splitlines()) == 5
+
+
+@pytest.mark.slow
+def test_ray_engine_with_a_trained_guard_given_as_a_relative_path(tmp_path: Path) -> None:
+    from safeview.train import TrainConfig, find_dataset, train_guard
+    from tests.train.conftest import write_dataset
+
+    data = find_dataset(write_dataset(tmp_path / "data", n=6), "red")
+    train_guard(data, tmp_path / "guard.pt", TrainConfig("red", probe=True))  # EfficientNet-Lite0
+    out = tmp_path / "out"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "safeview.cli",
+            "safeguard",
+            "data/unsafe",
+            "--guard",
+            "guard.pt",  # relative to our working directory, not the Ray workers'
+            "--engine",
+            "ray",
+            "--workers",
+            "1",
+            "-o",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
+    assert len(lines) == 6 and all(line["status"] == "ok" for line in lines)
+    report = json.loads(Path(lines[0]["report"]).read_text())
+    assert report["guard"]["name"] == "guard.pt" and report["guard"]["target"] == "red"

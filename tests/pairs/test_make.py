@@ -109,3 +109,18 @@ def test_category_policy_sources(tmp_path: Path) -> None:
     assert category_policy("red", custom) == ("P", "Paint it green.")
     with pytest.raises(ValueError, match="does not exist"):
         category_policy("red", tmp_path / "none.txt")
+
+
+def test_rerun_after_a_kill_mid_write(unsafe_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "pairs"
+    editor = make_editor("obfuscate", style="fill")
+    make_pairs(unsafe_dir, out, "red", editor, RedGuard())
+    manifest = out / "pairs.jsonl"
+    lines = manifest.read_text().splitlines(keepends=True)
+    # As if killed while writing the last line and an image: half a line, a temporary file.
+    manifest.write_text("".join(lines[:-1]) + lines[-1][: len(lines[-1]) // 2])
+    (out / "images" / ".safeview-abc.tmp").write_bytes(b"partial")
+    summary = make_pairs(unsafe_dir, out, "red", editor, RedGuard())
+    assert summary["sources"] == 7 and summary["skipped_already_done"] == 6
+    assert len(read_manifest(out)) == 7
+    assert not list(out.rglob(".safeview-*.tmp"))

@@ -116,6 +116,7 @@ def run_experiment(
             if progress is not None:
                 progress("probes", 1, len(fractions) * len(seeds))
     return {
+        "schema_version": "1.0",
         "data": str(data.root),
         "category": data.category,
         "pairs_dir": str(pairs_dir),

@@ -18,6 +18,9 @@ from safeview.guards import Guard, scores
 from safeview.io import load_image
 from safeview.pairs.make import read_manifest
 
+#: Version of the JSON that ``pairs eval --json`` prints.
+EVAL_VERSION = "1.0"
+
 
 class Judge(Protocol):
     name: str
@@ -109,6 +112,7 @@ def evaluate_pairs(
         if progress is not None:
             progress(number, len(kept))
     return {
+        "schema_version": EVAL_VERSION,
         "pairs_dir": str(folder),
         "judge": judge.name,
         **_rates([r for rows in per_category.values() for r in rows]),

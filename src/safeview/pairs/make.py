@@ -142,6 +142,7 @@ def make_pairs(
         raise ValueError(f"mask folder {mask_root} does not exist")
     out.mkdir(parents=True, exist_ok=True)
     manifest_path = out / MANIFEST
+    _recover(out, manifest_path)
     done = {r["source"] for r in read_manifest(out)} if manifest_path.is_file() else set()
     todo = [p for p in files if p.relative_to(root).as_posix() not in done]
     with open(manifest_path, "a", encoding="utf-8") as manifest:
@@ -173,6 +174,18 @@ def make_pairs(
     if kept:
         atomic_write(out / "sheet.png", encode_image(contact_sheet(out, kept), "PNG"))
     return summary
+
+
+def _recover(out: Path, manifest_path: Path) -> None:
+    """After a killed run: drop temporary files and a half-written last manifest line."""
+    from safeview.batch import remove_partial_files
+
+    remove_partial_files(out)
+    if manifest_path.is_file():
+        data = manifest_path.read_bytes()
+        if data and not data.endswith(b"\n"):
+            keep = data[: data.rfind(b"\n") + 1]
+            atomic_write(manifest_path, keep)
 
 
 def _make_one(
@@ -277,6 +290,7 @@ def summarize(records: list[dict[str, Any]], editor: str, category: str) -> dict
     ssim = [r["verification"]["ssim_outside_mask"] for r in kept]
     area = [r["verification"]["mask_fraction"] for r in kept]
     return {
+        "schema_version": MANIFEST_VERSION,
         "category": category,
         "editor": editor,
         "sources": len(records),
