@@ -249,32 +249,20 @@ def train_guard(
         None if progress is None else (lambda n: progress("decode", n, len(data.paths))),
     )
     labels = data.labels
+    fingerprint = data.fingerprint()
+    keys = data.relative_paths()
     record = {
         "data": {
             "root": str(data.root),
             "layout": data.layout,
-            "fingerprint": data.fingerprint(),
+            "fingerprint": fingerprint,
             "n_safe": int((labels == 0).sum()),
             "n_unsafe": int((labels == 1).sum()),
         },
         "split": {"seed": config.seed, "fractions": [0.8, 0.1, 0.1], **sizes},
-        "test_keys": [data.relative_paths()[i] for i in parts["test"]],
+        "test_keys": [keys[i] for i in parts["test"]],
     }
-    if config.probe:
-        return _train_probe(
-            network,
-            backbone,
-            pixels,
-            labels,
-            parts,
-            output,
-            config,
-            record,
-            progress,
-            device,
-            start_time,
-        )
-    return _fine_tune(
+    job = _Job(
         network,
         backbone,
         pixels,
@@ -285,89 +273,83 @@ def train_guard(
         record,
         progress,
         device,
-        resume,
         start_time,
-        data.fingerprint(),
     )
+    if config.probe:
+        return _train_probe(job)
+    return _fine_tune(job, resume, fingerprint)
 
 
-def _train_probe(
-    network: GuardNet,
-    backbone: Backbone,
-    pixels: np.ndarray,
-    labels: np.ndarray,
-    parts: dict[str, np.ndarray],
-    output: Path,
-    config: TrainConfig,
-    record: dict[str, Any],
-    progress: Progress | None,
-    device: torch.device,
-    start_time: float,
-) -> TrainResult:
-    features = embed(network, pixels, backbone.normalization, device, progress=progress)
-    train, val, test = parts["train"], parts["val"], parts["test"]
+@dataclass
+class _Job:
+    """What both ways of training share."""
+
+    network: GuardNet
+    backbone: Backbone
+    pixels: np.ndarray
+    labels: np.ndarray
+    parts: dict[str, np.ndarray]
+    output: Path
+    config: TrainConfig
+    record: dict[str, Any]
+    progress: Progress | None
+    device: torch.device
+    start_time: float
+
+
+def _train_probe(job: _Job) -> TrainResult:
+    features = embed(
+        job.network, job.pixels, job.backbone.normalization, job.device, progress=job.progress
+    )
+    train, val, test = job.parts["train"], job.parts["val"], job.parts["test"]
     weight, bias, c = fit_probe(
-        features[train], labels[train], features[val], labels[val], config.seed
+        features[train], job.labels[train], features[val], job.labels[val], job.config.seed
     )
-    set_probe_head(network, weight, bias)
+    set_probe_head(job.network, weight, bias)
     z = features @ weight + bias
     p = 1.0 / (1.0 + np.exp(-z))
     result_metrics = {
-        "validation": metrics(labels[val], p[val], config.threshold),
-        "test": metrics(labels[test], p[test], config.threshold),
+        "validation": metrics(job.labels[val], p[val], job.config.threshold),
+        "test": metrics(job.labels[test], p[test], job.config.threshold),
     }
     save_checkpoint(
-        output,
-        network,
-        backbone,
-        config,
+        job.output,
+        job.network,
+        job.backbone,
+        job.config,
         "probe",
-        {**record, "metrics": result_metrics, "probe": {"C": c, "solver": "lbfgs"}},
+        {**job.record, "metrics": result_metrics, "probe": {"C": c, "solver": "lbfgs"}},
     )
     return TrainResult(
-        output,
+        job.output,
         "probe",
         result_metrics,
-        {k: len(v) for k, v in parts.items()},
-        seconds=round(time.perf_counter() - start_time, 3),
+        {k: len(v) for k, v in job.parts.items()},
+        seconds=round(time.perf_counter() - job.start_time, 3),
     )
 
 
-def _fine_tune(
-    network: GuardNet,
-    backbone: Backbone,
-    pixels: np.ndarray,
-    labels: np.ndarray,
-    parts: dict[str, np.ndarray],
-    output: Path,
-    config: TrainConfig,
-    record: dict[str, Any],
-    progress: Progress | None,
-    device: torch.device,
-    resume: bool,
-    start_time: float,
-    fingerprint: str,
-) -> TrainResult:
-    train, val, test = parts["train"], parts["val"], parts["test"]
-    for parameter in network.parameters():
+def _fine_tune(job: _Job, resume: bool, fingerprint: str) -> TrainResult:
+    train, val, test = job.parts["train"], job.parts["val"], job.parts["test"]
+    for parameter in job.network.parameters():
         parameter.requires_grad_(True)
     optimizer = torch.optim.AdamW(
         [
-            {"params": network.trunk.parameters(), "lr": config.learning_rate},
-            {"params": network.head.parameters(), "lr": config.learning_rate * 10},
+            {"params": job.network.trunk.parameters(), "lr": job.config.learning_rate},
+            {"params": job.network.head.parameters(), "lr": job.config.learning_rate * 10},
         ],
         weight_decay=1e-4,
     )
-    counts = np.bincount(labels[train], minlength=2).astype(np.float32)
-    class_weight = torch.from_numpy(counts.sum() / (2.0 * np.maximum(counts, 1.0))).to(device)
-    state_path = output.with_name(output.name + ".state")
+    counts = np.bincount(job.labels[train], minlength=2).astype(np.float32)
+    class_weight = torch.from_numpy(counts.sum() / (2.0 * np.maximum(counts, 1.0))).to(job.device)
+    state_path = job.output.with_name(job.output.name + ".state")
     identity = {
         "fingerprint": fingerprint,
-        "backbone": config.backbone,
-        "seed": config.seed,
-        "batch_size": config.batch_size,
-        "learning_rate": config.learning_rate,
-        "weights": config.weights,
+        "backbone": job.config.backbone,
+        "seed": job.config.seed,
+        "batch_size": job.config.batch_size,
+        "learning_rate": job.config.learning_rate,
+        "weights": job.config.weights,
     }
     start_epoch, history = 0, []
     best_key: tuple[float, float] | None = None
@@ -386,33 +368,35 @@ def _fine_tune(
                 f"{state_path} belongs to a different run (data, backbone or settings changed); "
                 "pass --no-resume to start over"
             )
-        network.load_state_dict(state["model"])
+        job.network.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         start_epoch = resumed_from = int(state["epoch"])
         history = list(state["history"])
         best_key = (float(state["best_key"][0]), float(state["best_key"][1]))
         best_state, best_epoch = state["best_state"], int(state["best_epoch"])
-    for epoch in range(start_epoch, config.epochs):
-        epoch_rng = np.random.default_rng([config.seed, epoch])
-        torch.manual_seed(config.seed * 1000 + epoch)
-        _set_train_mode(network, backbone.pretrained)
+    for epoch in range(start_epoch, job.config.epochs):
+        epoch_rng = np.random.default_rng([job.config.seed, epoch])
+        torch.manual_seed(job.config.seed * 1000 + epoch)
+        _set_train_mode(job.network, job.backbone.pretrained)
         order = train[epoch_rng.permutation(len(train))]
         losses = []
-        for begin in range(0, len(order), config.batch_size):
-            index = order[begin : begin + config.batch_size]
-            batch = _augment(pixels[index], epoch_rng)
-            x = torch.from_numpy(normalize(batch, backbone.normalization)).to(device)
-            y = torch.from_numpy(labels[index]).to(device)
-            loss = torch.nn.functional.cross_entropy(network(x), y, weight=class_weight)
+        for begin in range(0, len(order), job.config.batch_size):
+            index = order[begin : begin + job.config.batch_size]
+            batch = _augment(job.pixels[index], epoch_rng)
+            x = torch.from_numpy(normalize(batch, job.backbone.normalization)).to(job.device)
+            y = torch.from_numpy(job.labels[index]).to(job.device)
+            loss = torch.nn.functional.cross_entropy(job.network(x), y, weight=class_weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             losses.append(float(loss.item()))
-            if progress is not None:
-                progress(f"epoch {epoch + 1}/{config.epochs}", len(index), len(order))
-        p_val, logits_val = _predict(network, pixels[val], backbone.normalization, device)
-        val_metrics = metrics(labels[val], p_val, config.threshold)
-        val_loss = _loss(logits_val, labels[val])
+            if job.progress is not None:
+                job.progress(f"epoch {epoch + 1}/{job.config.epochs}", len(index), len(order))
+        p_val, logits_val = _predict(
+            job.network, job.pixels[val], job.backbone.normalization, job.device
+        )
+        val_metrics = metrics(job.labels[val], p_val, job.config.threshold)
+        val_loss = _loss(logits_val, job.labels[val])
         history.append(
             {
                 "epoch": epoch + 1,
@@ -424,13 +408,13 @@ def _fine_tune(
         key = (val_metrics["accuracy"], -val_loss)
         if best_key is None or key > best_key:
             best_key, best_epoch = key, epoch + 1
-            best_state = {k: v.detach().cpu().clone() for k, v in network.state_dict().items()}
+            best_state = {k: v.detach().cpu().clone() for k, v in job.network.state_dict().items()}
         buffer = io.BytesIO()
         torch.save(
             {
                 "identity": identity,
                 "epoch": epoch + 1,
-                "model": network.state_dict(),
+                "model": job.network.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "history": history,
                 "best_key": list(best_key),
@@ -442,22 +426,22 @@ def _fine_tune(
         atomic_write(state_path, buffer.getvalue())
     if best_state is None:
         raise ValueError(f"{state_path} has no trained epochs; pass --no-resume")
-    network.load_state_dict(best_state)
-    p_val, _ = _predict(network, pixels[val], backbone.normalization, device)
-    p_test, _ = _predict(network, pixels[test], backbone.normalization, device)
+    job.network.load_state_dict(best_state)
+    p_val, _ = _predict(job.network, job.pixels[val], job.backbone.normalization, job.device)
+    p_test, _ = _predict(job.network, job.pixels[test], job.backbone.normalization, job.device)
     result_metrics = {
-        "validation": metrics(labels[val], p_val, config.threshold),
-        "test": metrics(labels[test], p_test, config.threshold),
+        "validation": metrics(job.labels[val], p_val, job.config.threshold),
+        "test": metrics(job.labels[test], p_test, job.config.threshold),
     }
-    network.eval()
+    job.network.eval()
     save_checkpoint(
-        output,
-        network,
-        backbone,
-        config,
+        job.output,
+        job.network,
+        job.backbone,
+        job.config,
         "finetune",
         {
-            **record,
+            **job.record,
             "metrics": result_metrics,
             "training": {"best_epoch": best_epoch, "history": copy.deepcopy(history)},
         },
@@ -465,12 +449,12 @@ def _fine_tune(
     if state_path.exists():
         os.unlink(state_path)
     return TrainResult(
-        output,
+        job.output,
         "finetune",
         result_metrics,
-        {k: len(v) for k, v in parts.items()},
+        {k: len(v) for k, v in job.parts.items()},
         best_epoch=best_epoch,
         history=history,
         resumed_from=resumed_from,
-        seconds=round(time.perf_counter() - start_time, 3),
+        seconds=round(time.perf_counter() - job.start_time, 3),
     )
