@@ -484,9 +484,9 @@ class BackboneName(StrEnum):
     open_nsfw = "open-nsfw"
 
 
-@contextmanager
-def _stages() -> Iterator[Callable[[str, int, int], None]]:
-    """Progress bars for named stages of work (decode, epoch N, embed...) on stderr."""
+def _bars() -> Any:
+    """Rich progress bars on stderr (stage, bar, done/total, elapsed, ETA); off when stderr is
+    not a terminal."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -497,7 +497,7 @@ def _stages() -> Iterator[Callable[[str, int, int], None]]:
         TimeRemainingColumn,
     )
 
-    progress = Progress(
+    return Progress(
         TextColumn("{task.description:>12}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -507,6 +507,12 @@ def _stages() -> Iterator[Callable[[str, int, int], None]]:
         console=Console(stderr=True),
         disable=not sys.stderr.isatty(),
     )
+
+
+@contextmanager
+def _stages() -> Iterator[Callable[[str, int, int], None]]:
+    """Progress bars for named stages of work (decode, epoch N, embed...) on stderr."""
+    progress = _bars()
     tasks: dict[str, Any] = {}
 
     def advance(stage: str, n: int, total: int) -> None:
@@ -656,34 +662,10 @@ class EditorName(StrEnum):
     diffusers = "diffusers"
 
 
-def _count_bar(label: str) -> Any:
-    """A progress callback (done, total) drawing one bar on stderr."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
-    return Progress(
-        TextColumn(label),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TextColumn("ETA"),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-        disable=not sys.stderr.isatty(),
-    )
-
-
 @contextmanager
 def _counter(label: str) -> Iterator[Callable[[int, int], None]]:
-    progress = _count_bar(label)
+    """One progress bar, updated with (done, total)."""
+    progress = _bars()
     task: list[Any] = []
 
     def update(done: int, total: int) -> None:
