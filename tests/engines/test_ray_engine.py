@@ -13,31 +13,25 @@ from safeview.report import SCHEMA_VERSION
 from tests.test_batch import _photos
 
 
+def _safeguard(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``safeview safeguard ARGS`` in a subprocess (Ray needs a process of its own)."""
+    return subprocess.run(
+        [sys.executable, "-m", "safeview.cli", "safeguard", *args],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=cwd,
+    )
+
+
 @pytest.mark.slow
 def test_ray_engine_processes_every_file_and_reports_bad_ones(tmp_path: Path) -> None:
     root = tmp_path / "in"
     paths = _photos(root, 4)
     (root / "a" / "truncated.jpg").write_bytes(paths[0].read_bytes()[:500])
     out = tmp_path / "out"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "safeview.cli",
-            "safeguard",
-            str(root),
-            "--guard",
-            "imagenet",
-            "--engine",
-            "ray",
-            "--workers",
-            "2",
-            "-o",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
+    result = _safeguard(
+        str(root), "--guard", "imagenet", "--engine", "ray", "--workers", "2", "-o", str(out)
     )
     assert result.returncode == 1, result.stderr[-2000:]  # the truncated file failed
     lines = [json.loads(line) for line in (out / "manifest.jsonl").read_text().splitlines()]
@@ -52,25 +46,8 @@ def test_ray_engine_processes_every_file_and_reports_bad_ones(tmp_path: Path) ->
         report = json.loads(Path(line["report"]).read_text())
         assert report["schema_version"] == SCHEMA_VERSION and report["guard"]["name"] == "imagenet"
     # A rerun finds everything done and repeats only the failure.
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "safeview.cli",
-            "safeguard",
-            str(root),
-            "--guard",
-            "imagenet",
-            "--engine",
-            "ray",
-            "--workers",
-            "1",
-            "-o",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
+    again = _safeguard(
+        str(root), "--guard", "imagenet", "--engine", "ray", "--workers", "1", "-o", str(out)
     )
     assert "skipped 4 input(s)" in again.stderr
     assert len((out / "manifest.jsonl").read_text().splitlines()) == 5
@@ -84,25 +61,17 @@ def test_ray_engine_with_a_trained_guard_given_as_a_relative_path(tmp_path: Path
     data = find_dataset(write_dataset(tmp_path / "data", n=6), "red")
     train_guard(data, tmp_path / "guard.pt", TrainConfig("red", probe=True))  # EfficientNet-Lite0
     out = tmp_path / "out"
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "safeview.cli",
-            "safeguard",
-            "data/unsafe",
-            "--guard",
-            "guard.pt",  # relative to our working directory, not the Ray workers'
-            "--engine",
-            "ray",
-            "--workers",
-            "1",
-            "-o",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=900,
+    # guard.pt is relative to our working directory, not the Ray workers'.
+    result = _safeguard(
+        "data/unsafe",
+        "--guard",
+        "guard.pt",
+        "--engine",
+        "ray",
+        "--workers",
+        "1",
+        "-o",
+        str(out),
         cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-2000:]
