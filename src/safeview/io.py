@@ -4,6 +4,10 @@ Every image that enters safeview goes through :func:`load_image`: a format allow
 budget checked *before* the pixels are decoded (decompression bombs), the EXIF orientation applied
 first, and a conversion of every awkward mode (CMYK, 16-bit, grey, alpha, palette, animation) to
 8-bit RGB.
+Decoding never lets anything but :class:`ImageInputError` escape: a malformed file that makes the
+decoder raise anything at all (``KeyError``, ``struct.error``, ``SyntaxError``, ...) is a one-line
+per-file error, and a path that is not a regular file (a FIFO, ``/dev/zero``, a socket) is refused
+before it is opened for reading; files are read with a size cap (:data:`DEFAULT_MAX_BYTES`).
 Every image that leaves goes through :func:`encode_image`, which writes pixels only (no EXIF, GPS,
 ICC or text chunks), and :func:`atomic_write`, which never leaves a half-written file behind.
 """
@@ -14,13 +18,18 @@ import contextlib
 import hashlib
 import io
 import os
+import stat
 import tempfile
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+_T = TypeVar("_T")
 
 ImageSource = str | os.PathLike[str] | bytes | bytearray | Image.Image | np.ndarray
 
@@ -33,6 +42,8 @@ IMAGE_EXTENSIONS = frozenset(
 )
 #: Default pixel budget: 64 megapixels (about 8000 x 8000).
 DEFAULT_MAX_PIXELS = 64_000_000
+#: Largest encoded file read (bytes): 256 MiB, more than any image within the pixel budget needs.
+DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 
 # A truncated file must fail, not decode into a half-grey image.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -62,7 +73,11 @@ class LoadedImage:
 
 
 def load_image(
-    source: ImageSource, *, name: str | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+    source: ImageSource,
+    *,
+    name: str | None = None,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> LoadedImage:
     """Decode ``source`` (a path, encoded bytes, a PIL image or an array) into 8-bit RGB.
 
@@ -75,28 +90,29 @@ def load_image(
         How the input is named in errors and reports; defaults to the path or ``"<bytes>"``.
     max_pixels:
         Largest width x height accepted. Checked from the header, before decoding.
+    max_bytes:
+        Largest encoded input accepted (a path is never read past this many bytes).
 
     Raises
     ------
     ImageInputError
-        For a missing file, an empty file, a non-image, a truncated image, a format outside
-        :data:`ALLOWED_FORMATS` or an image over the pixel budget.
+        For a missing file, a path that is not a regular file, an empty or oversized file, a
+        non-image, a truncated or malformed image, a format outside :data:`ALLOWED_FORMATS` or an
+        image over the pixel budget. No other exception escapes from decoding.
     """
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         label = name or str(path)
-        if not path.exists():
-            raise ImageInputError(f"{label}: no such file")
-        if path.is_dir():
-            raise ImageInputError(f"{label}: is a directory, not an image")
-        data = path.read_bytes()
-        return _decode_bytes(data, label, max_pixels)
+        return _decode_bytes(read_input_file(path, label, max_bytes), label, max_pixels)
     if isinstance(source, (bytes, bytearray)):
-        return _decode_bytes(bytes(source), name or "<bytes>", max_pixels)
+        label = name or "<bytes>"
+        if len(source) > max_bytes:
+            raise ImageInputError(f"{label}: {len(source)} bytes exceeds the limit of {max_bytes}")
+        return _decode_bytes(bytes(source), label, max_pixels)
     if isinstance(source, Image.Image):
         label = name or "<PIL image>"
         _check_budget(source.size, label, max_pixels)
-        pixels, notes = _to_rgb(source, label)
+        pixels, notes = _guarded(label, "cannot convert image", lambda: _to_rgb(source, label))
         return LoadedImage(pixels, label, source.format or "PIL", _sha256_pixels(pixels), notes)
     if isinstance(source, np.ndarray):
         label = name or "<array>"
@@ -109,36 +125,83 @@ def load_image(
     )
 
 
+def read_input_file(path: Path, label: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The bytes of the regular file ``path``, at most ``max_bytes`` of them.
+
+    A FIFO, a device (``/dev/zero``), a socket or a directory is refused without reading from it:
+    the file is opened non-blocking (a FIFO with no writer must not hang us) and checked with
+    ``fstat`` on the open descriptor, so it cannot be swapped for something else in between.
+    """
+    try:
+        before = path.stat()
+    except FileNotFoundError:
+        raise ImageInputError(f"{label}: no such file") from None
+    except OSError as exc:
+        raise ImageInputError(f"{label}: cannot read ({exc.strerror or exc})") from None
+    if stat.S_ISDIR(before.st_mode):
+        raise ImageInputError(f"{label}: is a directory, not an image")
+    if not stat.S_ISREG(before.st_mode):
+        raise ImageInputError(f"{label}: not a regular file (a FIFO, device or socket)")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise ImageInputError(f"{label}: cannot read ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ImageInputError(f"{label}: not a regular file (a FIFO, device or socket)")
+        try:
+            data = handle.read(max_bytes + 1)
+        except OSError as exc:
+            raise ImageInputError(f"{label}: cannot read ({exc.strerror or exc})") from None
+    if len(data) > max_bytes:
+        raise ImageInputError(f"{label}: larger than the limit of {max_bytes} bytes")
+    return data
+
+
+def _guarded(label: str, what: str, step: Callable[[], _T]) -> _T:
+    """Run a decoding step; anything it raises (other than our own error) becomes one line."""
+    try:
+        return step()
+    except ImageInputError:
+        raise
+    except Image.DecompressionBombError:
+        raise ImageInputError(f"{label}: image exceeds the pixel budget") from None
+    except Exception as exc:  # a malformed file may make a decoder raise anything at all
+        raise ImageInputError(
+            f"{label}: {what} ({type(exc).__name__}: {_one_line(exc)})"[:500]
+        ) from None
+
+
 def _decode_bytes(data: bytes, label: str, max_pixels: int) -> LoadedImage:
     if not data:
         raise ImageInputError(f"{label}: empty file (0 bytes)")
     digest = hashlib.sha256(data).hexdigest()
+    with warnings.catch_warnings(record=True) as caught:
+        # Pillow warns on huge images (our own budget is checked below) and on oddities such as a
+        # corrupt EXIF block: they become notes, never exceptions.
+        warnings.simplefilter("always")
+        image = _guarded(label, "cannot read image header", lambda: _open(data, label))
+        if image.format not in ALLOWED_FORMATS:
+            raise ImageInputError(
+                f"{label}: unsupported format {image.format} "
+                f"(allowed: {', '.join(sorted(ALLOWED_FORMATS))})"
+            )
+        _check_budget(image.size, label, max_pixels)
+        _guarded(label, "truncated or corrupt image", image.load)
+        fmt = "JPEG" if image.format == "MPO" else str(image.format)
+        pixels, notes = _guarded(label, "truncated or corrupt image", lambda: _to_rgb(image, label))
+    for warning in caught:
+        note = f"decoder warning: {' '.join(str(warning.message).split())}"[:200]
+        if not issubclass(warning.category, Image.DecompressionBombWarning) and note not in notes:
+            notes.append(note)
+    return LoadedImage(pixels, label, fmt, digest, notes)
+
+
+def _open(data: bytes, label: str) -> Image.Image:
     try:
-        with warnings.catch_warnings():
-            # Pillow warns (and later raises) on huge images; our own budget is checked below.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+        return Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageInputError(f"{label}: not a recognised image") from None
-    except Image.DecompressionBombError:
-        raise ImageInputError(f"{label}: image exceeds the pixel budget") from None
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageInputError(f"{label}: cannot read image header ({_one_line(exc)})") from None
-    if image.format not in ALLOWED_FORMATS:
-        raise ImageInputError(
-            f"{label}: unsupported format {image.format} "
-            f"(allowed: {', '.join(sorted(ALLOWED_FORMATS))})"
-        )
-    _check_budget(image.size, label, max_pixels)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image.load()
-    except (OSError, ValueError, SyntaxError, EOFError) as exc:
-        raise ImageInputError(f"{label}: truncated or corrupt image ({_one_line(exc)})") from None
-    fmt = "JPEG" if image.format == "MPO" else str(image.format)
-    pixels, notes = _to_rgb(image, label)
-    return LoadedImage(pixels, label, fmt, digest, notes)
 
 
 def _check_budget(size: tuple[int, int], label: str, max_pixels: int) -> None:
@@ -154,7 +217,7 @@ def _check_budget(size: tuple[int, int], label: str, max_pixels: int) -> None:
 
 def _to_rgb(image: Image.Image, label: str) -> tuple[np.ndarray, list[str]]:
     notes: list[str] = []
-    frames = int(getattr(image, "n_frames", 1) or 1)
+    frames = int(getattr(image, "n_frames", 1) or 1)  # may raise on a malformed file: see _guarded
     if frames > 1:
         image.seek(0)
         notes.append(f"animated image with {frames} frames: the first frame was used")
