@@ -205,10 +205,12 @@ def safeguard(
 
     Writes OUTPUT/NAME.EXT (obfuscated, metadata stripped) and OUTPUT/NAME.json (the report) for
     every input; files under a folder keep their path relative to it. OUTPUT/manifest.jsonl lists
-    every input as ok or failed; a rerun after an interruption skips what is done. Exits 1 if any
-    input failed; the other inputs are still processed.
+    every input as ok, unsafe-kept (--on-failure keep and still flagged) or failed; a rerun after
+    an interruption skips what is done with the same settings and redoes what was done with other
+    ones. Exits 1 if any input failed or was kept unsafe; the other inputs are still processed.
+    No output ever replaces an input: an input whose output would land on one is refused.
     """
-    from safeview.batch import collect, run_local
+    from safeview.batch import OutputFolderError, collect, run_local
 
     try:
         segmenter_options = _parse_options(segmenter_option or [])
@@ -218,7 +220,7 @@ def safeguard(
     except ValueError as exc:
         _error(str(exc))
         raise typer.Exit(2) from None
-    jobs, errors = collect(list(inputs or []), demo)
+    jobs, errors = collect(list(inputs or []), demo, out=output)
     for message in errors:
         _error(message)
     if not jobs:
@@ -244,14 +246,18 @@ def safeguard(
         "rationale": rationale.value if rationale else None,
     }
     failures = len(errors)
-    skipped = 0
+    skipped = redone = 0
 
     def report_outcome(outcome: Outcome) -> None:
-        nonlocal failures, skipped
+        nonlocal failures, skipped, redone
         if outcome.skipped:
             skipped += 1
             return
-        if not outcome.ok:
+        redone += bool(outcome.extra.get("settings_changed"))
+        if outcome.record["status"] == "unsafe-kept":
+            failures += 1
+            typer.echo(f"warning: {outcome.record['error']}", err=True)
+        elif not outcome.ok:
             failures += 1
             _error(outcome.record["error"])
         if outcome.report is not None:
@@ -269,7 +275,17 @@ def safeguard(
                 report_outcome(outcome)
                 advance()
 
-            run_local(jobs, output, options, viz, on_done=on_done)
+            try:
+                run_local(jobs, output, options, viz, on_done=on_done)
+            except OutputFolderError as exc:
+                _error(str(exc))
+                raise typer.Exit(1) from None
+    if redone:
+        typer.echo(
+            f"redid {redone} input(s) done earlier with other settings "
+            f"(see 'settings' in {output / 'manifest.jsonl'})",
+            err=True,
+        )
     if skipped:
         typer.echo(
             f"skipped {skipped} input(s) already done in {output / 'manifest.jsonl'}", err=True
@@ -341,6 +357,10 @@ def classify(
     failures = len(errors)
     table = Table("input", "flagged", "scores", title=f"guard: {guard}")
     for job in jobs:
+        if job.error:  # refused before decoding (a symbolic link, a FIFO, a device)
+            failures += 1
+            _error(job.error)
+            continue
         try:
             report = run(
                 job.source or job.pixels,
@@ -351,7 +371,11 @@ def classify(
             )
         except (ImageInputError, ValueError, OSError) as exc:
             failures += 1
-            _error(str(exc))
+            _error(" ".join(str(exc).split()))
+            continue
+        except Exception as exc:  # one input must not stop the others
+            failures += 1
+            _error(f"{job.name}: {type(exc).__name__}: {' '.join(str(exc).split())}")
             continue
         if as_json:
             typer.echo(report.to_json(indent=None))

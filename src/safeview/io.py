@@ -292,6 +292,10 @@ def _one_line(exc: BaseException) -> str:
 _OUTPUT_FORMATS = {"JPEG": ("JPEG", ".jpg"), "PNG": ("PNG", ".png"), "WEBP": ("WEBP", ".webp")}
 
 
+#: Every extension an obfuscated image may be written with.
+OUTPUT_EXTENSIONS = frozenset({ext for _, ext in _OUTPUT_FORMATS.values()} | {".png"})
+
+
 def output_format(input_format: str) -> tuple[str, str]:
     """The (PIL format, extension) an obfuscated copy of an ``input_format`` image is written in."""
     return _OUTPUT_FORMATS.get(input_format.upper(), ("PNG", ".png"))
