@@ -228,3 +228,16 @@ def test_bass_guided_from_the_cli(inputs: Path, tmp_path: Path) -> None:
     assert report["segmenter"] == "bass-guided"
     assert report["segmenter_options"] == {"n_segments": 30}
     assert report["n_regions"] >= 5
+
+
+@pytest.mark.parametrize("command", ["classify", "explain"])
+def test_malformed_multipage_tiff_is_one_error_line(tmp_path: Path, command: str) -> None:
+    from tests.test_batch_safety import _malformed_tiff
+
+    path = tmp_path / "bad.tif"
+    path.write_bytes(_malformed_tiff())
+    result = runner.invoke(app, [command, str(path)])
+    assert result.exit_code == 1
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    errors = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(errors) == 1 and errors[0].startswith(f"error: {path}: ")
