@@ -331,3 +331,39 @@ def test_no_host_reflecting_redirect_and_405_with_allow(client: TestClient) -> N
 def test_errors_are_json_with_the_error_shape(client: TestClient) -> None:
     body = json.loads(client.get("/nope").text)
     assert body["error"]["code"] == "not_found"
+
+
+def test_multipart_parser_forms() -> None:
+    from safeview.service.multipart import MultipartError, parse_form
+
+    body = (
+        b"preamble\r\n--xyz\r\n"
+        b'Content-Disposition: form-data; name="file"; filename="a.png"\r\n'
+        b"Content-Type: image/png\r\n\r\n\x89PNG\r\n--not-the-boundary\r\n"
+        b"--xyz\r\n"
+        b'Content-Disposition: form-data; name="style"\r\n\r\nfill\r\n'
+        b"--xyz\r\n\r\nno headers, skipped\r\n"
+        b'--xyz\r\nContent-Disposition: form-data; name="b64"\r\n'
+        b"Content-Transfer-Encoding: base64\r\n\r\naGk=\r\n"
+        b"--xyz--\r\nepilogue"
+    )
+    parts = parse_form(body, 'multipart/form-data; boundary="xyz"')
+    assert parts == [
+        ("file", b"\x89PNG\r\n--not-the-boundary"),
+        ("style", b"fill"),
+        ("b64", b"hi"),
+    ]
+    with pytest.raises(MultipartError, match="more than 2 parts") as many:
+        parse_form(body, "multipart/form-data; boundary=xyz", max_parts=2)
+    assert many.value.status == 413
+    for bad_body, content_type in [
+        (body, "multipart/form-data"),  # no boundary
+        (body[: body.index(b"--xyz--")], "multipart/form-data; boundary=xyz"),  # unterminated
+        (
+            b"--xyz\r\n" + b"X: y\r\n" * 5000 + b"\r\nv\r\n--xyz--",
+            "multipart/form-data; boundary=xyz",
+        ),
+    ]:
+        with pytest.raises(MultipartError) as error:
+            parse_form(bad_body, content_type)
+        assert error.value.status == 400
