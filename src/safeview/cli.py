@@ -1153,14 +1153,24 @@ def serve(
     POST /v1/moderations (OpenAI-compatible, images), POST /v1/safeguard, GET /healthz, /readyz,
     the review page at / and the API docs at /docs.
 
-    Limits come from the environment: SAFEVIEW_API_KEY (require Authorization: Bearer KEY),
-    SAFEVIEW_MAX_BODY_BYTES, SAFEVIEW_MAX_PIXELS, SAFEVIEW_TIMEOUT_S, SAFEVIEW_MAX_CONCURRENCY,
-    SAFEVIEW_MAX_QUEUE, SAFEVIEW_DEVICE, SAFEVIEW_PRELOAD (guards loaded at start),
-    SAFEVIEW_GUARD_FILES (comma-separated checkpoints from `safeview train`, offered as guards
-    named by their file stem).
+    Limits come from the environment (the table in safeview.service.app lists all with their
+    defaults): SAFEVIEW_API_KEY (require Authorization: Bearer KEY), SAFEVIEW_MAX_BODY_BYTES,
+    SAFEVIEW_BODY_TIMEOUT_S, SAFEVIEW_MAX_INFLIGHT_BYTES, SAFEVIEW_MAX_PIXELS, SAFEVIEW_MAX_INPUTS,
+    SAFEVIEW_MAX_PARTS, SAFEVIEW_TIMEOUT_S, SAFEVIEW_MAX_CONCURRENCY, SAFEVIEW_MAX_QUEUE,
+    SAFEVIEW_ATTRIBUTIONS, SAFEVIEW_RATIONALES, SAFEVIEW_INSTRUCTBLIP_MODEL, SAFEVIEW_DEVICE,
+    SAFEVIEW_PRELOAD (guards loaded at start), SAFEVIEW_GUARD_FILES (comma-separated checkpoints
+    from `safeview train`, offered as guards named by their file stem); connection limits:
+    SAFEVIEW_HEADER_TIMEOUT_S, SAFEVIEW_KEEP_ALIVE_S, SAFEVIEW_MAX_HEAD_BYTES,
+    SAFEVIEW_MAX_CONNECTIONS. The service never downloads a model (HF_HUB_OFFLINE=1).
     """
+    import os
+
     import uvicorn
 
+    from safeview.service.server import uvicorn_options
+
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
     uvicorn.run(
         "safeview.service.app:create_app",
         factory=True,
@@ -1168,6 +1178,7 @@ def serve(
         port=port,
         workers=workers,
         log_level="info",
+        **uvicorn_options(),
     )
 
 

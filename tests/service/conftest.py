@@ -8,6 +8,8 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import numpy as np
 import pytest
@@ -67,20 +69,24 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@pytest.fixture
-def live_server() -> Iterator[str]:
+@contextmanager
+def serving(settings: Settings | None = None, **uvicorn_options: Any) -> Iterator[str]:
+    """The app served by uvicorn on 127.0.0.1 in a thread; yields its base URL."""
+    import httpx
     import uvicorn
 
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(service_settings()), host="127.0.0.1", port=port, log_level="warning"
+            create_app(settings or service_settings()),
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            **uvicorn_options,
         )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    import httpx
-
     for _ in range(200):
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz").status_code == 200:
@@ -88,6 +94,14 @@ def live_server() -> Iterator[str]:
         except httpx.HTTPError:
             pass
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def live_server() -> Iterator[str]:
+    with serving() as url:
+        yield url
