@@ -1,16 +1,30 @@
 """``--engine ray``: the batch job on Ray Data.
 
-Files are read as bytes by Ray (``read_binary_files``) so that our own safe decoder runs inside the
-workers: a bad file becomes a failed manifest line, not a crashed job. ``map_batches`` runs an actor
-pool whose actors load the models once each; actors ask for fractional CPUs so that read tasks are
-never starved (a pool of whole-CPU actors on a 2-CPU machine hangs). Workers write the outputs
-straight into the output folder (on a cluster it must be shared storage); the driver writes the
+Originals never enter Ray's object store: the dataset holds only input paths and manifest keys
+(``ray.data.from_items``); each worker reads and decodes its file itself with our safe loader (a bad
+file becomes a failed manifest line, not a crashed job), writes the outputs straight into the output
+folder (on a cluster it must be shared storage) and returns only its manifest record, a small JSON
+string. So nothing Ray spills to disk under memory pressure can hold an original's bytes or pixels.
+(``read_binary_files`` put every input's bytes in the store, and Ray spilled them, mode 0644, to
+``/tmp/ray/session_*/ray_spilled_objects_*``, where a killed driver left them.)
+
+A local Ray (no address given, none in ``RAY_ADDRESS``) runs in a private folder that we create,
+mode 0700, under ``$RAY_TMPDIR`` or the system temp dir: Ray's temp dir (session files, logs) and
+its spill directory (0700) are inside, and the folder is removed when the job ends.
+``map_batches`` runs an actor pool whose actors load the models once each and get
+``cores // actors`` compute threads; actors ask for fractional CPUs so that the source tasks are
+never starved (a pool of whole-CPU actors on a 2-CPU machine hangs). The driver writes the
 manifest. Resuming works as for the local engine.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,37 +40,85 @@ from safeview.batch import (
     remove_partial_files,
 )
 
+#: Prefix of the private folder a local Ray runs in. Keep it short: Ray's sockets live below it
+#: and a Unix socket path is limited to about 107 bytes.
+TEMP_PREFIX = "sv-ray-"
+
 
 class SafeguardActor:
-    """A Ray actor: models load once in ``__init__``; ``__call__`` safeguards a batch of files."""
+    """A Ray actor: models load once in ``__init__``; ``__call__`` safeguards a batch of files.
 
-    def __init__(
-        self, out: str, options: dict[str, Any], viz: bool, keys: dict[str, str], threads: int
-    ) -> None:
-        import torch
+    A batch holds manifest keys and paths only; the actor reads each file itself and returns
+    manifest records only, so neither originals nor pixels pass through Ray's object store.
+    """
+
+    def __init__(self, out: str, options: dict[str, Any], viz: bool, threads: int) -> None:
+        from safeview.threads import budget_threads
+
+        budget_threads(threads)  # before the models load (and numba is imported)
 
         from safeview.guards import load_guard
 
-        torch.set_num_threads(threads)
         self.out = Path(out)
         self.options = dict(options)
         self.viz = viz
-        self.keys = keys
         self.options["guard"] = load_guard(options["guard"], options.get("device"))
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import json
-
         lines = []
-        for data, path in zip(batch["bytes"], batch["path"], strict=True):
-            key = self.keys.get(str(path)) or self.keys.get(os.path.abspath(str(path)), str(path))
-            job = Job(key, Path(str(path)), str(path))
+        for key, path in zip(batch["key"], batch["path"], strict=True):
+            job = Job(str(key), Path(str(path)), str(path))
             try:
-                record = process(job, self.out, self.options, self.viz, data=bytes(data)).record
+                record = process(job, self.out, self.options, self.viz).record
             except Exception as exc:  # a worker must report, never crash the job
                 record = failed_record(job, f"{job.name}: {type(exc).__name__}: {exc}")
             lines.append(json.dumps(record))
         return {"record": np.asarray(lines, dtype=object)}
+
+
+@contextlib.contextmanager
+def ray_session(address: str | None) -> Iterator[None]:
+    """Ray for one job.
+
+    Already initialised: used as it is. An address (or ``RAY_ADDRESS``): connected to, and
+    disconnected at the end. Otherwise a local Ray in a private 0700 folder holding its session
+    files, logs and spill directory; shut down and the folder removed at the end.
+    """
+    import ray
+
+    if ray.is_initialized():
+        yield
+        return
+    common: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "ignore_reinit_error": True,
+    }
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is not None:
+        ray.init(address=address, **common)
+        try:
+            yield
+        finally:
+            ray.shutdown()
+        return
+    base = os.environ.get("RAY_TMPDIR") or tempfile.gettempdir()
+    private = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX, dir=base))  # mode 0700
+    # Ray makes its temp dir world-writable (0777): it goes inside ours, which nobody else may
+    # enter. The spill directory keeps the 0700 we give it.
+    spill = private / "spill"
+    spill.mkdir(mode=0o700)
+    try:
+        ray.init(
+            address="local",
+            _temp_dir=str(private / "ray"),
+            object_spilling_directory=str(spill),
+            **common,
+        )
+        yield
+    finally:
+        ray.shutdown()
+        shutil.rmtree(private, ignore_errors=True)
 
 
 def run_ray(
@@ -68,11 +130,7 @@ def run_ray(
     address: str | None = None,
     workers: int = 2,
 ) -> list[Outcome]:
-    """Run ``jobs`` on Ray Data (a local Ray when ``address`` is None) and write the manifest."""
-    import json
-
-    import ray
-
+    """Run ``jobs`` on Ray Data (a local Ray when no address is given) and write the manifest."""
     manifest = Manifest(out)
     out.mkdir(parents=True, exist_ok=True)
     remove_partial_files(out)
@@ -89,43 +147,43 @@ def run_ray(
         else:
             todo.append(job)
     if todo:
-        if not ray.is_initialized():
-            ray.init(
-                address=address,
-                include_dashboard=False,
-                log_to_driver=False,
-                ignore_reinit_error=True,
-            )
-        keys = {os.path.abspath(str(job.source)): job.key for job in todo}
-        cpus = float(ray.available_resources().get("CPU", 1.0))
-        per_actor = max(0.25, min(1.0, (cpus - 0.5) / workers))
-        dataset = ray.data.read_binary_files(
-            [str(job.source) for job in todo],
-            include_paths=True,
-            ray_remote_args={"num_cpus": 0.25},
-        )
-        results = dataset.map_batches(
-            SafeguardActor,
-            fn_constructor_kwargs={
-                "out": str(out),
-                "options": options,
-                "viz": viz,
-                "keys": keys,
-                "threads": max(1, int(per_actor)),
-            },
-            batch_size=1,
-            concurrency=workers,
-            num_cpus=per_actor,
-        )
-        by_key = {job.key: job for job in todo}
-        for row in results.iter_rows():
-            record = json.loads(row["record"])
-            manifest.append(record)
-            job = by_key.get(record["input"], Job(record["input"], None, record["input"]))
-            outcomes[record["input"]] = Outcome(job, record)
-        for job in todo:  # a file Ray could not even read still gets its line
-            if job.key not in outcomes:
-                outcomes[job.key] = Outcome(job, failed_record(job, f"{job.name}: not read"))
+        with ray_session(address):
+            _run_actors(todo, out, options, viz, workers, manifest, outcomes)
     ordered = [outcomes[job.key] for job in jobs]
     manifest.rewrite([o.record for o in ordered])
     return ordered
+
+
+def _run_actors(
+    todo: list[Job],
+    out: Path,
+    options: dict[str, Any],
+    viz: bool,
+    workers: int,
+    manifest: Manifest,
+    outcomes: dict[str, Outcome],
+) -> None:
+    import ray
+
+    cpus = float(ray.available_resources().get("CPU", 1.0))
+    per_actor = max(0.25, min(1.0, (cpus - 0.5) / workers))
+    threads = max(1, int(float(ray.cluster_resources().get("CPU", 1.0)) // workers))
+    # Paths and keys only: each actor reads its files itself.
+    items = [{"key": job.key, "path": os.path.abspath(str(job.source))} for job in todo]
+    dataset = ray.data.from_items(items)
+    results = dataset.map_batches(
+        SafeguardActor,
+        fn_constructor_kwargs={"out": str(out), "options": options, "viz": viz, "threads": threads},
+        batch_size=1,
+        concurrency=workers,
+        num_cpus=per_actor,
+    )
+    by_key = {job.key: job for job in todo}
+    for row in results.iter_rows():
+        record = json.loads(row["record"])
+        manifest.append(record)
+        job = by_key.get(record["input"], Job(record["input"], None, record["input"]))
+        outcomes[record["input"]] = Outcome(job, record)
+    for job in todo:  # an input no actor reported on still gets its line
+        if job.key not in outcomes:
+            outcomes[job.key] = Outcome(job, failed_record(job, f"{job.name}: not processed"))
