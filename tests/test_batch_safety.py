@@ -39,6 +39,7 @@ def _options(guard: Any, **extra: Any) -> dict[str, Any]:
         "style": "fill",
         "working_size": 64,
         "max_regions": 3,
+        "segmenter": "slic",
         "segmenter_options": {"compactness": 10, "n_segments": 20},
     }
     options.update(extra)

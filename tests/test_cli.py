@@ -241,3 +241,18 @@ def test_malformed_multipage_tiff_is_one_error_line(tmp_path: Path, command: str
     assert result.exception is None or isinstance(result.exception, SystemExit)
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and errors[0].startswith(f"error: {path}: ")
+
+
+@pytest.mark.parametrize("value", ["1", "0", "1.5"])
+def test_threshold_outside_the_open_interval_is_a_usage_error(tmp_path: Path, value: str) -> None:
+    result = runner.invoke(
+        app, ["safeguard", "--demo", "--threshold", value, "-o", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 2
+    assert "threshold" in result.output
+    assert not (tmp_path / "o").exists()
+
+
+def test_unknown_search_is_a_usage_error(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["safeguard", "--demo", "--search", "best", "-o", str(tmp_path)])
+    assert result.exit_code == 2 and "best" in result.output

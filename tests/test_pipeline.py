@@ -4,6 +4,9 @@ import io
 
 import numpy as np
 import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 import safeview
@@ -13,13 +16,8 @@ from tests.conftest import red_square_image
 
 
 def test_known_answer_the_red_square_is_obfuscated(red_guard, red_square) -> None:
-    report = safeview.safeguard(
-        red_square,
-        guard=red_guard,
-        style="fill",
-        working_size=128,
-        segmenter_options={"compactness": 10},
-    )
+    report = safeview.safeguard(red_square, guard=red_guard, style="fill", working_size=128)
+    assert report.search == "coarse-to-fine" and report.segmenter == "bass-guided"
     assert report.flagged
     assert report.scores_before["unsafe"] > 0.9
     assert report.success and report.search_flipped
@@ -27,18 +25,22 @@ def test_known_answer_the_red_square_is_obfuscated(red_guard, red_square) -> Non
     square = np.zeros(red_square.shape[:2], bool)
     square[40:72, 40:72] = True
     assert report.mask is not None
-    # The obfuscation covers the square and little else.
-    assert report.mask[square].mean() > 0.9
-    assert abs(report.obfuscated_fraction - square.mean()) < 0.5 * square.mean()
+    # The obfuscation covers (most of) the square and little else: minimal means it may leave a
+    # sliver whose red area is below what the guard fires on (3% of the image).
+    assert report.mask[square].mean() > 0.85
+    assert report.obfuscated_fraction <= 1.5 * square.mean()
+    assert report.forward_passes["total"] == 2 + sum(
+        report.forward_passes[k] for k in ("search", "verify")
+    )
     assert report.obfuscated_fraction <= report.obfuscated_fraction_unpruned
     # The rest of the image is untouched; the red is gone.
     assert report.image is not None
     np.testing.assert_array_equal(report.image[~report.mask], red_square[~report.mask])
-    assert not (report.image[..., 0] > 200).any()
+    assert ((report.image[..., 0] > 200) & (report.image[..., 1] < 60)).mean() < 0.03 * 0.5
     # Regions are reported in original coordinates and cover the square.
     x0 = min(r.bbox[0] for r in report.regions)
     y1 = max(r.bbox[3] for r in report.regions)
-    assert x0 <= 40 and y1 >= 72
+    assert x0 <= 42 and y1 >= 70
     for key in JSON_SCHEMA["required"]:
         assert key in report.to_dict()
     assert set(report.timings) >= {"classify", "attribution", "segmentation", "search", "total"}
@@ -48,7 +50,12 @@ def test_known_answer_the_red_square_is_obfuscated(red_guard, red_square) -> Non
 def test_every_style_flips_a_small_square(red_guard, style: str) -> None:
     image = red_square_image(square=(50, 50, 20))
     report = safeview.safeguard(
-        image, guard=red_guard, style=style, working_size=128, segmenter_options={"compactness": 10}
+        image,
+        guard=red_guard,
+        style=style,
+        working_size=128,
+        segmenter="slic",
+        segmenter_options={"compactness": 10},
     )
     assert report.success, report.error
     assert report.style == style
@@ -58,7 +65,12 @@ def test_every_style_flips_a_small_square(red_guard, style: str) -> None:
 def test_full_resolution_output_is_rendered_at_full_size(red_guard) -> None:
     big = np.kron(red_square_image(), np.ones((4, 4, 1), dtype=np.uint8))  # 512 x 512
     report = safeview.safeguard(
-        big, guard=red_guard, style="fill", working_size=128, segmenter_options={"compactness": 10}
+        big,
+        guard=red_guard,
+        style="fill",
+        working_size=128,
+        segmenter="slic",
+        segmenter_options={"compactness": 10},
     )
     assert report.success
     assert report.image is not None and report.image.shape == big.shape
@@ -82,7 +94,14 @@ def test_safe_image_is_not_obfuscated_but_reencoded(red_guard) -> None:
 def test_failure_policies(red_guard, red_square) -> None:
     # With a threshold this low nothing short of removing every red pixel everywhere flips,
     # and the budget of one region cannot do it.
-    options = dict(guard=red_guard, style="fill", threshold=1e-9, max_regions=1, working_size=128)
+    options = dict(
+        guard=red_guard,
+        style="fill",
+        threshold=1e-9,
+        search="greedy",
+        max_regions=1,
+        working_size=128,
+    )
     blurred = safeview.safeguard(red_square, on_failure="blur-all", **options)
     assert not blurred.success and blurred.fallback == "blur-all"
     assert blurred.obfuscated_fraction == 1.0 and blurred.encoded is not None
@@ -121,6 +140,7 @@ def test_grounded_rationale_goes_into_the_report(red_guard, red_square) -> None:
         guard=red_guard,
         style="fill",
         working_size=128,
+        segmenter="slic",
         segmenter_options={"compactness": 10},
         rationale="grounded",
         rationale_options={"detector": None},
@@ -145,6 +165,7 @@ def test_concurrent_calls_on_one_guard_agree(red_guard, red_square, attribution:
             attribution=attribution,
             style="fill",
             working_size=128,
+            segmenter="slic",
             segmenter_options={"compactness": 10},
         )
         assert report.attribution_map is not None
@@ -154,3 +175,79 @@ def test_concurrent_calls_on_one_guard_agree(red_guard, red_square, attribution:
     with ThreadPoolExecutor(max_workers=4) as pool:
         results = list(pool.map(run, range(12)))
     assert results == [expected] * 12
+
+
+def test_two_separated_squares_are_both_covered(red_guard) -> None:
+    # Each square alone is about 2.4% of the image (under the guard's 3%); together they fire,
+    # and hiding one of them is enough to flip. With three, two must go.
+    image = red_square_image(size=160, square=(20, 20, 25))
+    image[110:135, 110:135] = (230, 20, 20)
+    image[20:45, 110:135] = (230, 20, 20)
+    report = safeview.safeguard(image, guard=red_guard, working_size=160)
+    assert report.flagged and report.success and report.fallback is None, report.error
+    assert report.mask is not None
+    squares = [(20, 20), (110, 110), (20, 110)]
+    covered = [report.mask[r : r + 25, c : c + 25].mean() > 0.5 for r, c in squares]
+    assert sum(covered) >= 2
+    assert report.obfuscated_fraction <= 1.5 * 3 * 25 * 25 / 160**2
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    row=st.integers(0, 96),
+    col=st.integers(0, 96),
+    side=st.integers(28, 36),
+    style=st.sampled_from(["blur", "fill"]),
+)
+def test_whatever_the_default_returns_flips_the_verified_output(row, col, side, style) -> None:
+    from tests.conftest import RedGuard
+
+    guard = RedGuard()
+    image = red_square_image(square=(row, col, side))
+    report = safeview.safeguard(image, guard=guard, style=style, working_size=128)
+    assume(report.flagged)  # the property is about flagged images
+    assert report.encoded is not None
+    after = safeview.classify(report.encoded, guard=guard)
+    if report.success:
+        assert report.fallback is None and not after.flagged
+        assert report.obfuscated_fraction < 0.5
+    else:  # the fallback is reported and fail-closed
+        assert report.fallback == "blur-all" and report.obfuscated_fraction == 1.0
+
+
+def test_a_guard_that_returns_nan_fails_closed(red_guard, red_square) -> None:
+    from safeview.pipeline import GuardError
+
+    class NaNGuard(type(red_guard)):  # type: ignore[misc]
+        def probabilities(self, logits):
+            return torch.full_like(logits, float("nan"))
+
+    with pytest.raises(GuardError, match="non-finite"):
+        safeview.safeguard(red_square, guard=NaNGuard())
+    with pytest.raises(GuardError, match="non-finite"):
+        safeview.classify(red_square, guard=NaNGuard())
+
+
+def test_nan_on_search_candidates_is_never_a_flip(red_guard, red_square) -> None:
+    class NaNOnCandidates(type(red_guard)):  # type: ignore[misc]
+        """Sane on the input; NaN on anything obfuscated (a guard broken by blur)."""
+
+        def probabilities(self, logits):
+            probs = torch.softmax(logits, dim=-1)
+            return torch.where(probs[:, 1:2] < 0.5, torch.nan, probs)
+
+    from safeview.pipeline import GuardError
+
+    guard = NaNOnCandidates()
+    # Every candidate is "unsure", so none flips; the fail-closed fallback is re-scored, also NaN,
+    # so no report with a made-up score comes out: an error, nothing written.
+    with pytest.raises(GuardError):
+        safeview.safeguard(red_square, guard=guard, working_size=128)
+
+
+def test_thin_images_are_worked_on_at_a_bounded_size() -> None:
+    height, width = working_shape(1, 5_000_000, 224)
+    assert height == 1 and width <= 4 * 224
+    height, width = working_shape(60_000, 3, 224)
+    assert height <= 4 * 224 and width >= 1
+    assert working_shape(300, 400, 224) == (224, 299)

@@ -72,6 +72,12 @@ class SegmenterName(StrEnum):
     bass_guided = "bass-guided"
 
 
+class SearchName(StrEnum):
+    coarse_to_fine = "coarse-to-fine"
+    greedy = "greedy"
+    powerset = "powerset"
+
+
 class StyleName(StrEnum):
     blur = "blur"
     pixelate = "pixelate"
@@ -148,17 +154,46 @@ def safeguard(
         AttributionName, typer.Option(help="Attribution map that ranks the regions.")
     ] = AttributionName.fullgrad,
     segmenter: Annotated[
-        SegmenterName, typer.Option(help="How the image is cut into candidate regions.")
-    ] = SegmenterName.slic,
+        SegmenterName,
+        typer.Option(
+            help="How the image is cut into fine candidate regions (bass-guided: superpixels "
+            "that follow the attribution map as well as colour)."
+        ),
+    ] = SegmenterName.bass_guided,
+    search: Annotated[
+        SearchName,
+        typer.Option(
+            help="coarse-to-fine: flip on a coarse region hierarchy, refine, prune (small and "
+            "reliable); greedy: the paper's prefix search, at most --max-regions regions; "
+            "powerset: every subset of the top --max-regions regions, smallest area first "
+            "(up to 2^N forward passes)."
+        ),
+    ] = SearchName.coarse_to_fine,
     style: Annotated[
         StyleName, typer.Option(help="Obfuscation style, in the search and in the output.")
     ] = StyleName.blur,
     threshold: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Flagged while p(unsafe) >= threshold.")
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Flagged while p(unsafe) >= threshold (strictly between 0 and 1).",
+        ),
     ] = 0.5,
-    max_regions: Annotated[int, typer.Option(min=1, help="Region budget of the search.")] = 10,
+    max_regions: Annotated[
+        int, typer.Option(min=1, help="Region budget of --search greedy (top-N of powerset).")
+    ] = 10,
+    margin: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.49,
+            help="The search needs p(unsafe) < threshold - margin (more decisive flips, larger "
+            "areas); the output is always verified with the plain threshold.",
+        ),
+    ] = 0.0,
     no_prune: Annotated[
-        bool, typer.Option("--no-prune", help="Keep every region of the flipping prefix.")
+        bool, typer.Option("--no-prune", help="Keep every region the search chose; no pruning.")
     ] = False,
     on_failure: Annotated[
         OnFailureName,
@@ -185,8 +220,13 @@ def safeguard(
     ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     batch_size: Annotated[
-        int, typer.Option(min=1, help="Candidate images per forward pass in the search.")
-    ] = 4,
+        int | None,
+        typer.Option(
+            min=1,
+            help="Candidate images per forward pass in the search (default: the search's own: "
+            "8 coarse-to-fine, 4 greedy, 32 powerset).",
+        ),
+    ] = None,
     engine: Annotated[
         EngineName,
         typer.Option(help="local: this process. ray: Ray Data actors (models load once each)."),
@@ -213,6 +253,8 @@ def safeguard(
     from safeview.batch import OutputFolderError, collect, run_local
 
     try:
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"--threshold must be strictly between 0 and 1, got {threshold}")
         segmenter_options = _parse_options(segmenter_option or [])
         from safeview.segmentation import make_segmenter
 
@@ -236,9 +278,11 @@ def safeguard(
         "attribution": attribution.value,
         "segmenter": segmenter.value,
         "segmenter_options": segmenter_options,
+        "search": search.value,
         "style": style.value,
         "threshold": threshold,
         "max_regions": max_regions,
+        "margin": margin,
         "prune": not no_prune,
         "on_failure": on_failure.value,
         "device": device,
@@ -1171,6 +1215,7 @@ def serve(
 
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ["SAFEVIEW_WORKERS"] = str(workers)  # each worker takes its share of the cores
     uvicorn.run(
         "safeview.service.app:create_app",
         factory=True,

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from safeview.attribution import AttributionMethod, make_attribution
-from safeview.counterfactual import Counterfactual, greedy_search
+from safeview.counterfactual import DEFAULT_SEARCH, Counterfactual, make_search
 from safeview.guards import Guard, default_target, is_flagged, load_guard, scores
 from safeview.io import (
     DEFAULT_MAX_PIXELS,
@@ -32,6 +32,10 @@ from safeview.segmentation import make_segmenter, segment
 
 OnFailure = Literal["blur-all", "keep", "error"]
 ON_FAILURE = ("blur-all", "keep", "error")
+
+
+class GuardError(ValueError):
+    """A guard gave no usable verdict (non-finite scores); nothing is written for that input."""
 
 
 class SearchFailedError(RuntimeError):
@@ -52,7 +56,15 @@ def _timed(timings: dict[str, float], stage: str) -> Iterator[None]:
 
 
 def score_dict(guard: Guard, probs: np.ndarray, target: int, top_k: int = 5) -> dict[str, float]:
-    """All categories of a small guard; the top ``top_k`` and the target for a large one."""
+    """All categories of a small guard; the top ``top_k`` and the target for a large one.
+
+    Raises :class:`GuardError` on a non-finite probability: a broken guard's verdict is no
+    verdict, and the caller writes nothing (fail closed)."""
+    if not np.isfinite(probs).all():
+        raise GuardError(
+            f"guard {guard.name!r} returned non-finite scores (NaN or inf): "
+            "nothing was written (fail closed)"
+        )
     if len(guard.categories) <= 10:
         keep = list(range(len(guard.categories)))
     else:
@@ -84,9 +96,17 @@ def _input_info(loaded: LoadedImage) -> InputInfo:
     )
 
 
+#: The working image's longer side is at most this many times its target shorter side, so a thin
+#: image (1 x 5,000,000) cannot make attribution and segmentation run at full size.
+MAX_WORKING_ASPECT = 4
+
+
 def working_shape(height: int, width: int, short_side: int) -> tuple[int, int]:
-    """(height, width) with the shorter side at ``short_side``; never upscales."""
-    scale = min(1.0, short_side / min(height, width))
+    """(height, width) with the shorter side at ``short_side`` and the longer side at most
+    ``MAX_WORKING_ASPECT`` times that; never upscales."""
+    scale = min(
+        1.0, short_side / min(height, width), MAX_WORKING_ASPECT * short_side / max(height, width)
+    )
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
@@ -130,15 +150,18 @@ def safeguard(
     image: ImageSource | LoadedImage,
     guard: str | Guard = "open-nsfw",
     attribution: str | AttributionMethod = "fullgrad",
-    segmenter: str = "slic",
+    segmenter: str = "bass-guided",
     style: str = "blur",
     threshold: float = 0.5,
     max_regions: int = 10,
     *,
+    search: str = DEFAULT_SEARCH,
+    search_options: dict[str, Any] | None = None,
     prune: bool = True,
+    margin: float = 0.0,
     on_failure: OnFailure = "blur-all",
     working_size: int | None = None,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     segmenter_options: dict[str, Any] | None = None,
     device: str | torch.device | None = None,
     name: str | None = None,
@@ -157,17 +180,29 @@ def safeguard(
     attribution:
         ``"fullgrad"`` (default), ``"gradcam"``, ``"gradcam++"``, ``"xgradcam"``, ``"ablationcam"``.
     segmenter:
-        ``"slic"`` (default), ``"felzenszwalb"``, ``"watershed"`` or another registered name;
-        ``segmenter_options`` are passed to it.
+        The fine regions: ``"bass-guided"`` (default: BASS superpixels that follow the attribution
+        map as well as colour), ``"bass"``, ``"slic"``, ``"felzenszwalb"``, ``"watershed"`` or
+        another registered name; ``segmenter_options`` are passed to it.
     style:
         How regions are obfuscated, in the search and in the output: ``"blur"``, ``"pixelate"``,
         ``"fill"``, ``"inpaint"``.
     threshold:
         A threshold guard flags while p(unsafe) >= threshold.
     max_regions:
-        Region budget of the greedy search.
+        Region budget of the ``"greedy"`` search, and the top-n of ``"powerset"``; the
+        ``"coarse-to-fine"`` search is bounded by its hierarchy instead.
+    search:
+        ``"coarse-to-fine"`` (default: a flip on a coarse region hierarchy, refined level by level
+        and pruned), ``"greedy"`` (the paper's prefix search by mean attribution) or
+        ``"powerset"`` (every subset of the top ``max_regions`` regions in order of area; up to
+        2^max_regions forward passes). ``search_options`` override its settings.
     prune:
         Drop chosen regions that are not needed to keep the flip.
+    margin:
+        The search counts a candidate as flipped only when it clears the decision by this much
+        (threshold guards: p < threshold - margin; top-1 guards: another class ahead of the
+        target by margin), so the flip survives full resolution and encoding. The output itself
+        is verified with the plain rule.
     on_failure:
         When no flip is found within the budget: ``"blur-all"`` (fail closed, default) blurs the
         whole image; ``"keep"`` keeps the obfuscation of the top ``max_regions`` regions;
@@ -176,7 +211,8 @@ def safeguard(
         Shorter side (pixels) at which attribution, segmentation and search run; defaults to the
         guard's input size. The output is always rendered at the original resolution.
     batch_size:
-        Candidate images per forward pass in the search.
+        Candidate images per forward pass in the search (default: the search's own, 4 for
+        greedy, 8 for coarse-to-fine, 32 for powerset).
     rationale:
         Also explain why, with this backend (``"grounded"``, ``"instructblip"``, ``"openai"``;
         ``rationale_options`` go to it); the result is ``report.rationale``.
@@ -189,8 +225,13 @@ def safeguard(
         raise ValueError(f"threshold must be in (0, 1), got {threshold}")
     if max_regions < 1:
         raise ValueError(f"max_regions must be >= 1, got {max_regions}")
+    if not 0.0 <= margin < 0.5:
+        raise ValueError(f"margin must be in [0, 0.5), got {margin}")
     segmenter_options = dict(segmenter_options or {})
     segmenter_object = make_segmenter(segmenter, **segmenter_options)  # fail early on bad options
+    search_function = make_search(
+        search, **_search_settings(search, max_regions, prune, batch_size, search_options)
+    )
     renderer = make_renderer(style)
     timings: dict[str, float] = {}
     start = time.perf_counter()
@@ -217,6 +258,7 @@ def safeguard(
         attribution=attribution if isinstance(attribution, str) else attribution.name,
         segmenter=segmenter,
         segmenter_options=segmenter_options,
+        search=search,
         pruned=prune,
         timings=timings,
         output_format=fmt,
@@ -243,67 +285,84 @@ def safeguard(
             make_attribution(attribution, model) if isinstance(attribution, str) else attribution
         )
         heatmap = explainer.attribute(model.preprocess([working]), target)[0]
-        heatmap = np.clip(resize(heatmap.astype(np.float32), (width, height)), 0.0, 1.0)
+        heatmap = resize(np.nan_to_num(heatmap.astype(np.float32)), (width, height))
+        heatmap = np.clip(heatmap, 0.0, 1.0)
     with _timed(timings, "segmentation"):
         labels = segment(working, segmenter_object, attribution=heatmap)
     report.n_regions = int(labels.max()) + 1
     report.attribution_map = heatmap
     report.labels = labels
 
+    passes = {"search": 0, "verify": 0}
+
     def predict(images: list[np.ndarray]) -> np.ndarray:
         return scores(model, images, batch_size=max(len(images), 1))
 
     def still_flagged(probs: np.ndarray) -> np.ndarray:
-        return is_flagged(model, probs, target, threshold)
+        return is_flagged(model, probs, target, threshold, margin=margin)
 
     with _timed(timings, "search"):
-        result = greedy_search(
-            predict,
-            still_flagged,
-            bind(renderer, working),
-            labels,
-            heatmap,
-            max_regions=max_regions,
-            batch_size=batch_size,
-            prune=prune,
+        result = search_function(
+            predict, still_flagged, bind(renderer, working), labels, heatmap, working
         )
     report.search_flipped = result.flipped
     report.depth = result.depth
+    report.search_stages = [dict(stage) for stage in result.stages]
+    passes["search"] = result.images_scored
     total_pixels = labels.size
     report.obfuscated_fraction_unpruned = round(
         float(result.area[result.chosen_unpruned].sum()) / total_pixels, 6
     )
 
-    def render_full(chosen: list[int]) -> tuple[np.ndarray, np.ndarray, bytes, np.ndarray]:
-        """The output for ``chosen`` at full resolution, encoded, and its probabilities."""
+    def render_full(chosen: list[int]) -> tuple[np.ndarray, np.ndarray, bytes]:
+        """The output for ``chosen`` at full resolution: mask, pixels, encoded file."""
         with _timed(timings, "render"):
             mask = _full_mask(labels, chosen, loaded.height, loaded.width)
             rendered = renderer.render(loaded.pixels, mask)
-            data = encode_image(rendered, fmt)
-        with _timed(timings, "rescore"):
-            probs = scores(model, [decode_pixels(data)])[0]
-        return mask, rendered, data, probs
+            return mask, rendered, encode_image(rendered, fmt)
 
-    full_mask, output, encoded, probs_after = render_full(result.chosen)
+    def verify(outputs: list[tuple[np.ndarray, np.ndarray, bytes]]) -> np.ndarray:
+        """The guard's probabilities on the decoded output files, in one batch."""
+        with _timed(timings, "rescore"):
+            probs = scores(model, [decode_pixels(data) for _, _, data in outputs])
+        passes["verify"] += len(outputs)
+        return probs
+
+    full_mask, output, encoded = render_full(result.chosen)
+    probs_after = verify([(full_mask, output, encoded)])[0]
     still = bool(is_flagged(model, probs_after, target, threshold)[0])
     if result.flipped and still:
         # A flip found at working resolution can be marginal and not survive full resolution and
-        # encoding. Extend the greedy prefix, now verifying every step on the encoded output.
-        for depth in range(result.depth + 1, min(max_regions, len(result.order)) + 1):
-            chosen = result.order[:depth]
-            full_mask, output, encoded, probs_after = render_full(chosen)
-            still = bool(is_flagged(model, probs_after, target, threshold)[0])
-            if not still:
-                result.chosen = result.chosen_unpruned = chosen
-                result.depth = report.depth = depth
-                report.obfuscated_fraction_unpruned = round(
-                    float(result.area[chosen].sum()) / total_pixels, 6
+        # encoding. Verify the search's larger candidates on the encoded output, a few at a time,
+        # smallest first.
+        candidates = result.fallback_sets
+        for start_index in range(0, len(candidates), 4):
+            chunk = candidates[start_index : start_index + 4]
+            outputs = [render_full(candidate) for candidate in chunk]
+            probs = verify(outputs)
+            flags = is_flagged(model, probs, target, threshold)
+            held = [i for i in range(len(chunk)) if not flags[i]]
+            if held:
+                chosen = list(chunk[held[0]])
+                full_mask, output, encoded = outputs[held[0]]
+                probs_after, still = probs[held[0]], False
+                result.chosen = chosen
+                report.obfuscated_fraction_unpruned = max(
+                    report.obfuscated_fraction_unpruned,
+                    round(float(result.area[chosen].sum()) / total_pixels, 6),
                 )
                 report.warnings.append(
                     "the working-resolution flip did not hold at full resolution: "
-                    f"extended the search to {depth} regions, verified on the output"
+                    f"kept a larger candidate of {len(chosen)} regions, verified on the output"
                 )
                 break
+    report.forward_passes = {
+        "classify": 1,
+        "attribution": 1,
+        "search": passes["search"],
+        "verify": passes["verify"],
+        "total": 2 + passes["search"] + passes["verify"],
+    }
     report.success = result.flipped and not still
     if report.success:
         _fill_regions(report, result, labels, loaded)
@@ -312,7 +371,11 @@ def safeguard(
         report.obfuscated_fraction = round(float(full_mask.mean()), 6)
     else:
         report.error = (
-            f"no flip within {max_regions} regions"
+            (
+                f"no flip within {max_regions} regions"
+                if search == "greedy"
+                else f"the {search} search found no flip"
+            )
             if not result.flipped
             else "the search flipped the decision but the full-resolution output did not"
         )
@@ -328,6 +391,29 @@ def safeguard(
     if on_failure == "error" and not report.success:
         raise SearchFailedError(report)
     return report
+
+
+def _search_settings(
+    search: str,
+    max_regions: int,
+    prune: bool,
+    batch_size: int | None,
+    options: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """The search's options from safeguard()'s common arguments, overridden by ``options``."""
+    settings: dict[str, Any] = {}
+    if search == "greedy":
+        settings = {"max_regions": max_regions, "prune": prune}
+    elif search == "powerset":
+        settings = {"top_n": max_regions}
+    elif search == "coarse-to-fine":
+        settings = {"prune": prune}
+    if batch_size is not None:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        settings["batch_size"] = batch_size
+    settings.update(options or {})
+    return settings
 
 
 def _add_rationale(

@@ -12,9 +12,10 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = "1.1"
-#: Versions :meth:`Report.from_dict` reads (1.1 added ``rationale``).
-READABLE_VERSIONS = frozenset({"1.0", "1.1"})
+SCHEMA_VERSION = "1.2"
+#: Versions :meth:`Report.from_dict` reads (1.1 added ``rationale``; 1.2 ``search``,
+#: ``search_stages`` and ``forward_passes``).
+READABLE_VERSIONS = frozenset({"1.0", "1.1", "1.2"})
 
 
 @dataclass
@@ -81,6 +82,12 @@ class Report:
     segmenter: str | None = None
     segmenter_options: dict[str, Any] = field(default_factory=dict)
     n_regions: int = 0
+    #: The counterfactual search by name, and what it did stage by stage (coarse-to-fine: the
+    #: level, regions there, regions kept, candidates scored and the area after each stage).
+    search: str | None = None
+    search_stages: list[dict[str, Any]] = field(default_factory=list)
+    #: Images the guard scored for this input: classify, attribution, search, verify, total.
+    forward_passes: dict[str, int] = field(default_factory=dict)
     search_flipped: bool = False
     pruned: bool = True
     working_size: list[int] = field(default_factory=list)  # [width, height] the search ran at
@@ -179,6 +186,9 @@ JSON_SCHEMA: dict[str, Any] = {
         "style": {"enum": ["blur", "pixelate", "fill", "inpaint"]},
         "fallback": {"enum": [None, "blur-all", "keep", "error"]},
         "timings": {"type": "object", "additionalProperties": {"type": "number"}},
+        "search": {"type": ["string", "null"]},
+        "search_stages": {"type": "array", "items": {"type": "object"}},
+        "forward_passes": {"type": "object", "additionalProperties": {"type": "integer"}},
         "rationale": {
             "type": ["object", "null"],
             "required": ["text", "backend", "model", "prompt", "category", "answers"],

@@ -1,8 +1,11 @@
 """A picture of what the search did, drawn on the *obfuscated* output only.
 
-Panels, left to right: the output with the chosen regions outlined and numbered by rank; the
-attribution heatmap over the output with every region boundary. The unobfuscated original is never
-drawn, so the picture is as safe to look at as the output itself.
+Panels, left to right: the output with the obfuscated area outlined (the union of the chosen
+regions, as the blur itself shows it); the attribution heatmap and the region boundaries over the
+output, **outside** the obfuscated area only. Region boundaries and attribution come from the
+original image: inside the obfuscated area they would trace the hidden object's silhouette, so
+nothing derived from the original is drawn there (it is hatched instead). The unobfuscated
+original is never drawn, so the picture is as safe to look at as the output itself.
 """
 
 from __future__ import annotations
@@ -24,30 +27,27 @@ def visualize(report: Report) -> np.ndarray:
     labels = report.labels
     height, width = labels.shape
     base = resize(np.asarray(report.image), (width, height))
+    if report.mask is not None:
+        hidden = resize(report.mask.astype(np.uint8), (width, height), nearest=True).astype(bool)
+    else:  # no mask on the report: treat everything as hidden rather than trace anything
+        hidden = np.ones((height, width), dtype=bool)
 
     chosen = base.copy()
-    for region in report.regions:
-        mask = (labels == region.id).astype(np.uint8)
-        contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    contours, _ = cv2.findContours(
+        hidden.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+    )
+    if not hidden.all():
         cv2.drawContours(chosen, contours, -1, (255, 40, 40), 2)
-        ys, xs = np.nonzero(mask)
-        centre = (int(xs.mean()) - 4, int(ys.mean()) + 4)
-        cv2.putText(
-            chosen,
-            str(region.rank),
-            centre,
-            cv2.FONT_HERSHEY_SIMPLEX,
-            0.45,
-            (255, 255, 0),
-            1,
-            cv2.LINE_AA,
-        )
 
     heat = cv2.applyColorMap((report.attribution_map * 255).astype(np.uint8), cv2.COLORMAP_JET)
     heat = cv2.cvtColor(heat, cv2.COLOR_BGR2RGB)
     overlay = (0.55 * heat + 0.45 * base).astype(np.uint8)
-    boundaries = _boundaries(labels)
-    overlay[boundaries] = (255, 255, 255)
+    overlay[_boundaries(labels)] = (255, 255, 255)
+    # Inside the obfuscated area: the output itself, hatched; nothing from the original.
+    hatch = base.copy()
+    stripes = ((np.add.outer(np.arange(height), np.arange(width)) // 4) % 4) == 0
+    hatch[stripes] = (0.5 * hatch[stripes] + 0.5 * 200).astype(np.uint8)
+    overlay[hidden] = hatch[hidden]
 
     gap = np.full((height, 6, 3), 255, dtype=np.uint8)
     panels = np.concatenate([chosen, gap, overlay], axis=1)
@@ -69,8 +69,9 @@ def _caption(report: Report) -> list[str]:
     if report.flagged:
         lines.append(
             f"{'flipped' if report.success else 'NOT flipped'}: {len(report.regions)} regions, "
-            f"depth {report.depth}, {100 * report.obfuscated_fraction:.1f}% obfuscated "
-            f"({report.attribution}, {report.segmenter}, {report.style})"
+            f"{100 * report.obfuscated_fraction:.1f}% obfuscated, "
+            f"{report.forward_passes.get('total', 0)} forward passes "
+            f"({report.search}, {report.attribution}, {report.segmenter}, {report.style})"
         )
         if report.fallback:
             lines.append(f"fallback: {report.fallback}")

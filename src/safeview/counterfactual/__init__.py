@@ -1,5 +1,141 @@
-"""Counterfactual search: which regions must be obfuscated for the guard's decision to flip."""
+"""Counterfactual search: which regions must be obfuscated for the guard's decision to flip.
 
-from safeview.counterfactual.greedy import Counterfactual, greedy_search, region_means
+Searches are chosen by name (:func:`make_search`): ``"coarse-to-fine"`` (default) refines a flip
+found on a coarse region hierarchy; ``"greedy"`` is the paper's prefix search by mean attribution;
+``"powerset"`` scores every subset of the top regions in order of area (a costly comparator).
+A search maps (predict, still_flagged, render, labels, attribution, image) to a Counterfactual.
+"""
 
-__all__ = ["Counterfactual", "greedy_search", "region_means"]
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from functools import partial
+from typing import Any, Protocol
+
+import numpy as np
+
+from safeview.counterfactual.coarse_to_fine import coarse_to_fine_search
+from safeview.counterfactual.greedy import (
+    Counterfactual,
+    Predict,
+    StillFlagged,
+    greedy_search,
+    region_means,
+)
+from safeview.counterfactual.hierarchy import Hierarchy, build_hierarchy
+from safeview.counterfactual.powerset import powerset_search
+
+DEFAULT_SEARCH = "coarse-to-fine"
+
+
+class Search(Protocol):
+    def __call__(
+        self,
+        predict: Predict,
+        still_flagged: StillFlagged,
+        render: Callable[[np.ndarray], np.ndarray],
+        labels: np.ndarray,
+        attribution: np.ndarray,
+        image: np.ndarray,
+    ) -> Counterfactual: ...
+
+
+def _greedy(
+    predict: Predict,
+    still_flagged: StillFlagged,
+    render: Callable[[np.ndarray], np.ndarray],
+    labels: np.ndarray,
+    attribution: np.ndarray,
+    image: np.ndarray,
+    **options: Any,
+) -> Counterfactual:
+    return greedy_search(predict, still_flagged, render, labels, attribution, **options)
+
+
+def _coarse_to_fine(
+    predict: Predict,
+    still_flagged: StillFlagged,
+    render: Callable[[np.ndarray], np.ndarray],
+    labels: np.ndarray,
+    attribution: np.ndarray,
+    image: np.ndarray,
+    *,
+    factor: float = 2.0,
+    attribution_weight: float = 1.0,
+    **options: Any,
+) -> Counterfactual:
+    hierarchy = build_hierarchy(
+        labels, image, attribution, factor=factor, attribution_weight=attribution_weight
+    )
+    return coarse_to_fine_search(predict, still_flagged, render, hierarchy, **options)
+
+
+def _powerset(
+    predict: Predict,
+    still_flagged: StillFlagged,
+    render: Callable[[np.ndarray], np.ndarray],
+    labels: np.ndarray,
+    attribution: np.ndarray,
+    image: np.ndarray,
+    **options: Any,
+) -> Counterfactual:
+    return powerset_search(predict, still_flagged, render, labels, attribution, **options)
+
+
+_SEARCHES: dict[str, Callable[..., Counterfactual]] = {
+    "coarse-to-fine": _coarse_to_fine,
+    "greedy": _greedy,
+    "powerset": _powerset,
+}
+
+
+def available_searches() -> list[str]:
+    return list(_SEARCHES)
+
+
+def make_search(name: str, **options: Any) -> Search:
+    """The search ``name`` with ``options`` bound (e.g. ``max_regions`` for greedy)."""
+    if name not in _SEARCHES:
+        raise ValueError(f"unknown search {name!r} (available: {', '.join(available_searches())})")
+    function = _SEARCHES[name]
+    allowed = _OPTIONS[name]
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise ValueError(
+            f"bad option for search {name!r}: {', '.join(unknown)} "
+            f"(available: {', '.join(sorted(allowed))})"
+        )
+    search: Search = partial(function, **options)
+    return search
+
+
+def _keywords(*functions: Callable[..., Any]) -> frozenset[str]:
+    names: set[str] = set()
+    for function in functions:
+        for parameter in inspect.signature(function).parameters.values():
+            if parameter.kind is inspect.Parameter.KEYWORD_ONLY:
+                names.add(parameter.name)
+    return frozenset(names)
+
+
+_OPTIONS = {
+    "coarse-to-fine": _keywords(_coarse_to_fine, coarse_to_fine_search),
+    "greedy": _keywords(greedy_search),
+    "powerset": _keywords(powerset_search),
+}
+
+
+__all__ = [
+    "DEFAULT_SEARCH",
+    "Counterfactual",
+    "Hierarchy",
+    "Search",
+    "available_searches",
+    "build_hierarchy",
+    "coarse_to_fine_search",
+    "greedy_search",
+    "make_search",
+    "powerset_search",
+    "region_means",
+]

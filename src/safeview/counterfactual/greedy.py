@@ -37,6 +37,11 @@ class Counterfactual:
     images_scored: int = 0
     forward_batches: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    #: Other flipping sets (or candidates) to verify when ``chosen`` does not hold at full
+    #: resolution, in order of preference (each hides more than the one before).
+    fallback_sets: list[list[int]] = field(default_factory=list)
+    #: What the search did, stage by stage (for the report).
+    stages: list[dict[str, object]] = field(default_factory=list)
 
     def mask(self, labels: np.ndarray, pruned: bool = True) -> np.ndarray:
         """Boolean mask of the chosen regions on ``labels``."""
@@ -140,9 +145,13 @@ def greedy_search(
         probabilities=chosen_probs,
         images_scored=images_scored,
         forward_batches=batches,
+        # Longer prefixes, to verify at full resolution when this one does not hold there.
+        fallback_sets=[order[:k] for k in range(flipped_at + 1, budget + 1)],
     )
     if prune and len(chosen) > 1:
         _prune(result, predict, still_flagged, render, labels)
+        if result.chosen != result.chosen_unpruned:
+            result.fallback_sets.insert(0, list(result.chosen_unpruned))
     return result
 
 

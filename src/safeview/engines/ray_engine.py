@@ -38,6 +38,7 @@ from safeview.batch import (
     failed_record,
     process,
     remove_partial_files,
+    settings_of,
 )
 
 #: Prefix of the private folder a local Ray runs in. Keep it short: Ray's sockets live below it
@@ -135,20 +136,22 @@ def run_ray(
     out.mkdir(parents=True, exist_ok=True)
     remove_partial_files(out)
     previous = manifest.load()
+    settings = settings_of(options, viz)  # recorded per input; a rerun redoes what differs
     outcomes: dict[str, Outcome] = {}
     todo: list[Job] = []
     for job in jobs:
-        if already_done(previous.get(job.key)):
+        if already_done(previous.get(job.key), settings):
             outcomes[job.key] = Outcome(job, previous[job.key], skipped=True)
         elif job.error or job.source is None:
             outcome = process(job, out, options, viz)  # refused inputs and in-memory samples
+            outcome.record["settings"] = settings
             manifest.append(outcome.record)
             outcomes[job.key] = outcome
         else:
             todo.append(job)
     if todo:
         with ray_session(address):
-            _run_actors(todo, out, options, viz, workers, manifest, outcomes)
+            _run_actors(todo, out, options, viz, workers, manifest, outcomes, settings)
     ordered = [outcomes[job.key] for job in jobs]
     manifest.rewrite([o.record for o in ordered])
     return ordered
@@ -162,6 +165,7 @@ def _run_actors(
     workers: int,
     manifest: Manifest,
     outcomes: dict[str, Outcome],
+    settings: dict[str, Any],
 ) -> None:
     import ray
 
@@ -181,6 +185,7 @@ def _run_actors(
     by_key = {job.key: job for job in todo}
     for row in results.iter_rows():
         record = json.loads(row["record"])
+        record["settings"] = settings
         manifest.append(record)
         job = by_key.get(record["input"], Job(record["input"], None, record["input"]))
         outcomes[record["input"]] = Outcome(job, record)

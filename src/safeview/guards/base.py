@@ -63,12 +63,27 @@ def default_target(guard: Guard, probs: np.ndarray) -> int:
     return int(np.argmax(probs))
 
 
-def is_flagged(guard: Guard, probs: np.ndarray, target: int, threshold: float) -> np.ndarray:
-    """Whether each row of ``probs`` (B, C) still carries the guard's decision for ``target``."""
+def is_flagged(
+    guard: Guard, probs: np.ndarray, target: int, threshold: float, margin: float = 0.0
+) -> np.ndarray:
+    """Whether each row of ``probs`` (B, C) still carries the guard's decision for ``target``.
+
+    With ``margin`` > 0 a row counts as flagged until the decision is cleared by that margin
+    (``p < threshold - margin``; or another class ahead of the target by ``margin``): the search
+    asks for decisive flips, which survive full resolution and encoding.
+
+    Fails closed: a row with any non-finite probability (NaN, inf) counts as flagged, since
+    ``NaN >= threshold`` is False and would otherwise pass an unsafe image as safe.
+    """
     probs = np.atleast_2d(probs)
+    unsure = ~np.isfinite(probs).all(axis=1)
     if guard.decision == "threshold":
-        return np.asarray(probs[:, target] >= threshold)
-    return np.asarray(np.argmax(probs, axis=1) == target)
+        return np.asarray((probs[:, target] >= threshold - margin) | unsure)
+    if margin <= 0:
+        return np.asarray((np.argmax(probs, axis=1) == target) | unsure)
+    others = np.delete(probs, target, axis=1)
+    best_other = others.max(axis=1) if others.shape[1] else np.zeros(len(probs))
+    return np.asarray((probs[:, target] + margin > best_other) | unsure)
 
 
 _LOCKS: weakref.WeakKeyDictionary[torch.nn.Module, threading.RLock] = weakref.WeakKeyDictionary()

@@ -42,8 +42,8 @@ class GenerationSettings:
 
 
 def load_instructblip(path: str, device: str | None = None) -> tuple[Any, Any]:
-    """(model, processor) from a local folder or a cached hub id; no download is attempted when
-    ``HF_HUB_OFFLINE=1``."""
+    """(model, processor) from a local folder or an already cached hub id; never a download
+    (``local_files_only``)."""
     import torch
     from transformers import InstructBlipForConditionalGeneration, InstructBlipProcessor
 
@@ -52,8 +52,10 @@ def load_instructblip(path: str, device: str | None = None) -> tuple[Any, Any]:
     resolved = select_device(device)
     dtype = torch.float16 if resolved.type == "cuda" else torch.float32
     try:
-        processor = InstructBlipProcessor.from_pretrained(path)
-        model = InstructBlipForConditionalGeneration.from_pretrained(path, dtype=dtype)
+        processor = InstructBlipProcessor.from_pretrained(path, local_files_only=True)
+        model = InstructBlipForConditionalGeneration.from_pretrained(
+            path, dtype=dtype, local_files_only=True
+        )
     except OSError as exc:
         raise ValueError(
             f"cannot load InstructBLIP from {path!r}: {' '.join(str(exc).split())}"

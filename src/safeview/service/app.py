@@ -465,8 +465,12 @@ _OPTION_TYPES: dict[str, Any] = {
     "on_failure": str,
     "threshold": float,
     "max_regions": int,
+    "search": str,
+    "margin": float,
     "rationale": str,
 }
+#: Searches a request may ask for; ``powerset`` costs up to 2^max_regions forward passes.
+REQUEST_SEARCHES = ("coarse-to-fine", "greedy")
 
 
 def _options(source: dict[str, str], settings: Settings) -> tuple[dict[str, Any], bool]:
@@ -490,6 +494,16 @@ def _options(source: dict[str, str], settings: Settings) -> tuple[dict[str, Any]
             )
         if rationale == "instructblip":
             options["rationale_options"] = {"model": settings.instructblip_model}
+    search = options.get("search")
+    if search is not None and search not in REQUEST_SEARCHES:
+        raise ServiceError(
+            422,
+            "invalid_option",
+            f"search: {search[:100]!r} is not offered here (available: "
+            f"{', '.join(REQUEST_SEARCHES)})",
+        )
+    if not 1 <= options.get("max_regions", 10) <= 20:
+        raise ServiceError(422, "invalid_option", "max_regions: must be in 1..20")
     attribution = options.get("attribution")
     if attribution is not None and attribution not in settings.attributions:
         known = attribution in ALL_ATTRIBUTIONS
@@ -696,6 +710,12 @@ class SecurityHeaders:
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; guards load once per process, in the background at start-up."""
     settings = settings or Settings.from_env()
+    from safeview.threads import budget_threads
+
+    # Every worker process and each of its concurrent requests gets a share of the cores:
+    # torch and numba default to a thread per core each, and oversubscribed they run 4x slower.
+    workers = max(1, int(os.environ.get("SAFEVIEW_WORKERS", "1") or 1))
+    budget_threads(None, workers=workers * settings.max_concurrency)
     if "instructblip" in settings.rationales:
         os.environ["HF_HUB_OFFLINE"] = "1"  # a local folder only: never a hub download
         os.environ["TRANSFORMERS_OFFLINE"] = "1"

@@ -1,0 +1,319 @@
+"""Coarse-to-fine counterfactual search over a region hierarchy (safeview's default).
+
+The paper's greedy search ranks regions by mean attribution and obfuscates the top-1, top-2, ...
+until the guard's decision flips. On coarse regions it always flips but hides a lot; on fine ones
+it hides little but often runs out of budget. This search does both, in that order:
+
+1. **Coarse**: the greedy prefix search on the coarsest level of the hierarchy (a handful of
+   regions), where a flip is cheap and sure: obfuscating every region there is the whole image.
+2. **Refine**: each chosen region is replaced by its children one level down; the children are
+   ranked by mean attribution and the shortest prefix that still flips is kept (all prefixes
+   scored in batches, in order, stopping at the first flip). Repeated down to the finest level.
+3. **Prune**: on the finest level, leave-one-out subsets are scored in one batch per round and
+   the largest region whose removal keeps the flip is dropped, while one is.
+
+The flips found on the way and their longer prefixes are offered, smallest area first, in
+``Counterfactual.fallback_sets``: when the final set does not hold at full resolution, the caller
+verifies the next ones (the coarse flip, the surest, comes last).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from safeview.counterfactual.greedy import Counterfactual, Predict, StillFlagged
+from safeview.counterfactual.hierarchy import Hierarchy
+
+
+def _first_flip(
+    predict: Predict,
+    still_flagged: StillFlagged,
+    render: Callable[[np.ndarray], np.ndarray],
+    labels: np.ndarray,
+    candidates: list[list[int]],
+    batch_size: int,
+    first_batch: int,
+    stats: dict[str, int],
+) -> tuple[int, np.ndarray]:
+    """Index of the first candidate (a list of fine region ids) whose obfuscation flips, and its
+    probabilities; (-1, last probabilities) when none does. Scores in batches, in order."""
+    start = 0
+    last = np.empty(0)
+    while start < len(candidates):
+        step = first_batch if start == 0 else batch_size
+        chunk = candidates[start : start + step]
+        probs = predict([render(np.isin(labels, c)) for c in chunk])
+        stats["images"] += len(chunk)
+        stats["batches"] += 1
+        flags = still_flagged(probs)
+        for offset in range(len(chunk)):
+            if not flags[offset]:
+                return start + offset, probs[offset]
+        last = probs[-1]
+        start += len(chunk)
+    return -1, last
+
+
+def coarse_to_fine_search(
+    predict: Predict,
+    still_flagged: StillFlagged,
+    render: Callable[[np.ndarray], np.ndarray],
+    hierarchy: Hierarchy,
+    *,
+    fine_budget: int = 10,
+    start_regions: int = 6,
+    batch_size: int = 8,
+    prune: bool = True,
+    max_prune_rounds: int = 6,
+    max_fallbacks: int = 12,
+) -> Counterfactual:
+    """Find a small set of fine regions whose obfuscation flips the decision.
+
+    Parameters
+    ----------
+    predict, still_flagged, render:
+        As for :func:`safeview.counterfactual.greedy_search`.
+    hierarchy:
+        The fine regions and their coarser levels (:func:`build_hierarchy`).
+    fine_budget:
+        First try the paper's greedy prefixes of at most this many *fine* regions (cheap, and
+        minimal when the attribution is sharp); only when none flips climb the hierarchy. 0 skips
+        that step.
+    start_regions:
+        The coarse search runs on the finest level with at most this many regions.
+    batch_size:
+        Candidate images per forward pass.
+    prune:
+        Run the leave-one-out pruning on the finest level.
+    max_prune_rounds:
+        Bound on pruning rounds (each one forward pass of at most 24 images; larger sets are
+        not pruned).
+    max_fallbacks:
+        At most this many larger candidate sets are offered for full-resolution verification
+        (smallest first; the coarse flip is always among them).
+    """
+    if start_regions < 1:
+        raise ValueError(f"start_regions must be >= 1, got {start_regions}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if fine_budget < 0:
+        raise ValueError(f"fine_budget must be >= 0, got {fine_budget}")
+    labels = hierarchy.labels
+    total = float(labels.size)
+    sizes = hierarchy.sizes()
+    stats = {"images": 0, "batches": 0}
+    order = [int(i) for i in np.argsort(-hierarchy.mean_attribution, kind="stable")]
+    stages: list[dict[str, object]] = []
+    # Supersets of flips found on the way: what to verify when the final set does not hold.
+    larger: list[list[int]] = []
+
+    def result(
+        flipped: bool, depth: int, unpruned: list[int], chosen: list[int], probs: np.ndarray
+    ) -> Counterfactual:
+        return Counterfactual(
+            order=order,
+            mean_attribution=hierarchy.mean_attribution,
+            area=hierarchy.area,
+            flipped=flipped,
+            depth=depth,
+            chosen_unpruned=list(unpruned),
+            chosen=list(chosen),
+            probabilities=probs,
+            images_scored=stats["images"],
+            forward_batches=stats["batches"],
+            fallback_sets=_by_area(larger, chosen, hierarchy.area, max_fallbacks)
+            if flipped
+            else [],
+            stages=stages,
+        )
+
+    def finish(chosen: list[int], probs: np.ndarray, depth: int) -> Counterfactual:
+        unpruned = list(chosen)
+        if prune and len(chosen) > 1:
+            before = stats["images"]
+            chosen, probs, chain = _prune(
+                predict,
+                still_flagged,
+                render,
+                labels,
+                hierarchy.area,
+                chosen,
+                probs,
+                max_prune_rounds,
+                stats,
+            )
+            larger.extend(chain)
+            stages.append(
+                _stage(
+                    "prune",
+                    0,
+                    sizes[0],
+                    len(chosen),
+                    stats["images"] - before,
+                    chosen,
+                    hierarchy,
+                    total,
+                )
+            )
+        return result(True, depth, unpruned, chosen, probs)
+
+    # 0. Fine: the paper's greedy prefixes of the finest regions, within a small budget.
+    if fine_budget:
+        prefixes = [order[:k] for k in range(1, min(fine_budget, len(order)) + 1)]
+        found, probs = _first_flip(
+            predict,
+            still_flagged,
+            render,
+            labels,
+            prefixes,
+            batch_size,
+            min(2, batch_size),
+            stats,
+        )
+        stages.append(
+            _stage(
+                "fine",
+                0,
+                sizes[0],
+                found + 1 if found >= 0 else 0,
+                stats["images"],
+                prefixes[found] if found >= 0 else [],
+                hierarchy,
+                total,
+            )
+        )
+        if found >= 0:
+            larger.extend(prefixes[found + 1 : found + 3])
+            return finish(prefixes[found], probs, found + 1)
+
+    # 1. Coarse: greedy prefixes of the top level by mean attribution.
+    top = next((i for i, n in enumerate(sizes) if n <= start_regions), len(sizes) - 1)
+    means, _ = hierarchy.level_means(top)
+    coarse_order = [int(i) for i in np.argsort(-means, kind="stable")]
+    groups = hierarchy.levels[top]
+    prefixes = [
+        [int(r) for r in np.flatnonzero(np.isin(groups, coarse_order[:k]))]
+        for k in range(1, len(coarse_order) + 1)
+    ]
+    before = stats["images"]
+    found, probs = _first_flip(
+        predict, still_flagged, render, labels, prefixes, batch_size, min(2, batch_size), stats
+    )
+    if found < 0:
+        stages.append(
+            _stage("coarse", top, sizes[top], 0, stats["images"] - before, [], hierarchy, total)
+        )
+        everything = list(range(hierarchy.n_fine))
+        return result(False, len(coarse_order), everything, everything, probs)
+    depth = found + 1
+    chosen = prefixes[found]
+    chosen_probs = probs
+    larger.extend(list(p) for p in prefixes[found : found + 2])
+    stages.append(
+        _stage("coarse", top, sizes[top], depth, stats["images"] - before, chosen, hierarchy, total)
+    )
+
+    # 2. Refine level by level: keep the shortest attribution-ranked prefix of the children.
+    for level in range(top - 1, -1, -1):
+        groups = hierarchy.levels[level]
+        level_means, _ = hierarchy.level_means(level)
+        children = sorted({int(groups[r]) for r in chosen}, key=lambda c: -level_means[c])
+        before = stats["images"]
+        if len(children) > 1:
+            prefixes = [
+                [int(r) for r in np.flatnonzero(np.isin(groups, children[:k]))]
+                for k in range(1, len(children))
+            ]
+            found, probs = _first_flip(
+                predict, still_flagged, render, labels, prefixes, batch_size, batch_size, stats
+            )
+            if found >= 0:
+                chosen, chosen_probs = prefixes[found], probs
+                larger.extend(list(p) for p in prefixes[found + 1 : found + 3])
+        kept = len({int(groups[r]) for r in chosen})
+        stages.append(
+            _stage(
+                "refine",
+                level,
+                sizes[level],
+                kept,
+                stats["images"] - before,
+                chosen,
+                hierarchy,
+                total,
+            )
+        )
+    return finish(chosen, chosen_probs, depth)
+
+
+def _prune(
+    predict: Predict,
+    still_flagged: StillFlagged,
+    render: Callable[[np.ndarray], np.ndarray],
+    labels: np.ndarray,
+    area: np.ndarray,
+    chosen: list[int],
+    probs: np.ndarray,
+    max_rounds: int,
+    stats: dict[str, int],
+    max_set: int = 24,
+) -> tuple[list[int], np.ndarray, list[list[int]]]:
+    """Drop the largest region whose removal keeps the flip, one per round (leave-one-out
+    subsets scored in one batch); returns the pruned set, its probabilities and every set passed
+    through on the way (each a flip, larger than the result)."""
+    chain = [list(chosen)]
+    for _ in range(max_rounds):
+        if len(chosen) <= 1 or len(chosen) > max_set:
+            break
+        subsets = [[r for r in chosen if r != drop] for drop in chosen]
+        scored = predict([render(np.isin(labels, s)) for s in subsets])
+        stats["images"] += len(subsets)
+        stats["batches"] += 1
+        flags = still_flagged(scored)
+        removable = [i for i in range(len(chosen)) if not flags[i]]
+        if not removable:
+            break
+        best = max(removable, key=lambda i: area[chosen[i]])
+        chosen, probs = subsets[best], scored[best]
+        chain.append(list(chosen))
+    return chosen, probs, chain[:-1]
+
+
+def _stage(
+    name: str,
+    level: int,
+    regions: int,
+    kept: int,
+    scored: int,
+    chosen: list[int],
+    hierarchy: Hierarchy,
+    total: float,
+) -> dict[str, object]:
+    return {
+        "stage": name,
+        "level": level,
+        "regions": regions,
+        "kept": kept,
+        "scored": scored,
+        "obfuscated": round(float(hierarchy.area[chosen].sum()) / total, 6),
+    }
+
+
+def _by_area(
+    sets: list[list[int]], chosen: list[int], area: np.ndarray, limit: int
+) -> list[list[int]]:
+    """Distinct sets larger than ``chosen``, smallest area first, at most ``limit`` of them; the
+    largest (the coarse flip, the surest) always kept last."""
+    seen = {frozenset(chosen)}
+    unique = []
+    for candidate in sets:
+        key = frozenset(candidate)
+        if key not in seen:
+            seen.add(key)
+            unique.append(sorted(candidate))
+    unique.sort(key=lambda c: int(area[c].sum()))
+    if len(unique) > limit:
+        unique = [*unique[: limit - 1], unique[-1]]
+    return unique

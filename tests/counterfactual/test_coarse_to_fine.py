@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from safeview.counterfactual import (
+    build_hierarchy,
+    coarse_to_fine_search,
+    make_search,
+    powerset_search,
+)
+from tests.counterfactual.test_greedy import _grid_labels, _setup
+
+
+def _image_and_attribution(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    colours = rng.integers(0, 255, size=(labels.max() + 1, 3), dtype=np.uint8)
+    return colours[labels], (labels % 5) / 4.0
+
+
+def test_hierarchy_levels_are_nested_partitions() -> None:
+    labels = _grid_labels()
+    image, attribution = _image_and_attribution(labels)
+    hierarchy = build_hierarchy(labels, image, attribution, factor=2.0)
+    sizes = hierarchy.sizes()
+    assert sizes[0] == 16 and sizes == sorted(sizes, reverse=True) and sizes[-1] >= 2
+    assert len(sizes) >= 3
+    for fine, coarse in zip(hierarchy.levels, hierarchy.levels[1:], strict=False):
+        # Each fine-level group lies inside exactly one coarse-level group.
+        for group in np.unique(fine):
+            assert len(np.unique(coarse[fine == group])) == 1
+    assert hierarchy.area.sum() == labels.size
+    # Coarse regions are connected unions of adjacent fine regions.
+    top = hierarchy.levels[-1]
+    for region in np.unique(top):
+        members = hierarchy.members(len(sizes) - 1, int(region))
+        mask = np.isin(labels, members).astype(np.uint8)
+        import cv2
+
+        count, _ = cv2.connectedComponents(mask, connectivity=4)
+        assert count - 1 == 1
+
+
+def test_hierarchy_merges_similar_neighbours_first() -> None:
+    # Left half one colour, right half another: the two-region level splits them there.
+    labels = _grid_labels()
+    image = np.zeros((*labels.shape, 3), dtype=np.uint8)
+    image[:, 20:] = 255
+    hierarchy = build_hierarchy(labels, image, np.zeros(labels.shape), min_regions=2)
+    top = hierarchy.levels[-1]
+    assert int(top.max()) + 1 == 2
+    left = {int(top[r]) for r in (0, 1, 4, 5, 8, 9, 12, 13)}
+    right = {int(top[r]) for r in (2, 3, 6, 7, 10, 11, 14, 15)}
+    assert len(left) == 1 and len(right) == 1 and left != right
+
+
+def test_coarse_to_fine_flips_when_the_fine_budget_runs_out() -> None:
+    unsafe = {0, 5, 10}
+    labels, attribution, predict, still_flagged, render, calls = _setup(
+        unsafe, [3, 0, 7, 5, 12, 10, 1, 2, 4, 6, 8, 9, 11, 13, 14, 15]
+    )
+    image = np.zeros((*labels.shape, 3), dtype=np.uint8)
+    hierarchy = build_hierarchy(labels, image, attribution)
+    result = coarse_to_fine_search(
+        predict, still_flagged, render, hierarchy, fine_budget=2, batch_size=4
+    )
+    assert result.flipped
+    assert unsafe <= set(result.chosen)
+    # Pruning leaves nothing that is not needed.
+    assert set(result.chosen) == unsafe
+    assert result.images_scored == sum(calls)
+    assert [s["stage"] for s in result.stages][:2] == ["fine", "coarse"]
+    # Fallbacks are larger flips, smallest first.
+    areas = [int(result.area[s].sum()) for s in result.fallback_sets]
+    assert areas == sorted(areas)
+    assert all(a > int(result.area[result.chosen].sum()) for a in areas)
+
+
+def test_coarse_to_fine_takes_the_fine_prefix_when_it_flips() -> None:
+    labels, attribution, predict, still_flagged, render, _ = _setup({6}, [6, 1, 2, 3])
+    image = np.zeros((*labels.shape, 3), dtype=np.uint8)
+    result = coarse_to_fine_search(
+        predict, still_flagged, render, build_hierarchy(labels, image, attribution)
+    )
+    assert result.flipped and result.chosen == [6] and result.depth == 1
+    assert result.images_scored == 2  # one small first batch
+
+
+def test_coarse_to_fine_reports_no_flip() -> None:
+    labels, attribution, _, still_flagged, render, _ = _setup({6}, [6])
+
+    def never(images: list[np.ndarray]) -> np.ndarray:
+        return np.tile([0.0, 1.0], (len(images), 1))
+
+    image = np.zeros((*labels.shape, 3), dtype=np.uint8)
+    result = coarse_to_fine_search(
+        never, still_flagged, render, build_hierarchy(labels, image, attribution)
+    )
+    assert not result.flipped and result.fallback_sets == []
+
+
+def test_non_finite_scores_never_count_as_a_flip() -> None:
+    labels, attribution, _, _, render, _ = _setup({6}, [6])
+
+    def nan(images: list[np.ndarray]) -> np.ndarray:
+        return np.full((len(images), 2), np.nan)
+
+    from safeview.guards.base import is_flagged
+
+    class Guard:
+        decision = "threshold"
+
+    def still_flagged(probs: np.ndarray) -> np.ndarray:
+        return is_flagged(Guard(), probs, 1, 0.5)  # type: ignore[arg-type]
+
+    image = np.zeros((*labels.shape, 3), dtype=np.uint8)
+    result = coarse_to_fine_search(
+        nan, still_flagged, render, build_hierarchy(labels, image, attribution)
+    )
+    assert not result.flipped
+
+
+def test_powerset_returns_the_minimum_area_flipping_subset() -> None:
+    # Every unsafe region must go: the minimum-area flipping subset is exactly the unsafe set,
+    # found by scoring subsets in order of area.
+    unsafe = {1, 6}
+    labels, attribution, predict, still_flagged, render, calls = _setup(unsafe, [0, 1, 2, 6])
+    result = powerset_search(predict, still_flagged, render, labels, attribution, top_n=4)
+    assert result.flipped and set(result.chosen) == unsafe
+    # Subsets of 4 regions in area order: the 4 singletons come before the pairs, so at least
+    # 5 were scored and at most all 15.
+    assert 5 <= result.images_scored <= 15 and result.images_scored == sum(calls)
+
+
+def test_make_search_refuses_unknown_names_and_options() -> None:
+    with pytest.raises(ValueError, match=r"unknown search 'nope'.*coarse-to-fine"):
+        make_search("nope")
+    with pytest.raises(ValueError, match="bad option for search 'greedy': top_n"):
+        make_search("greedy", top_n=3)
+    make_search("powerset", top_n=3)
