@@ -67,6 +67,7 @@ def coarse_to_fine_search(
     batch_size: int = 8,
     prune: bool = True,
     max_prune_rounds: int = 6,
+    prune_levels: int = 2,
     max_fallbacks: int = 12,
 ) -> Counterfactual:
     """Find a small set of fine regions whose obfuscation flips the decision.
@@ -90,6 +91,9 @@ def coarse_to_fine_search(
     max_prune_rounds:
         Bound on pruning rounds (each one forward pass of at most 24 images; larger sets are
         not pruned).
+    prune_levels:
+        Pruning rounds on each coarser level while refining (0: none), dropping whole children
+        that are not needed while they are few and large.
     max_fallbacks:
         At most this many larger candidate sets are offered for full-resolution verification
         (smallest first; the coarse flip is always among them).
@@ -139,7 +143,7 @@ def coarse_to_fine_search(
                 render,
                 labels,
                 hierarchy.area,
-                chosen,
+                [[r] for r in chosen],
                 probs,
                 max_prune_rounds,
                 stats,
@@ -232,6 +236,24 @@ def coarse_to_fine_search(
             if found >= 0:
                 chosen, chosen_probs = prefixes[found], probs
                 larger.extend(list(p) for p in prefixes[found + 1 : found + 3])
+        if prune_levels and level > 0:
+            # Drop whole children that are not needed, while they are few and large.
+            units: dict[int, list[int]] = {}
+            for r in chosen:
+                units.setdefault(int(groups[r]), []).append(r)
+            if 1 < len(units) <= 12:
+                chosen, chosen_probs, chain = _prune(
+                    predict,
+                    still_flagged,
+                    render,
+                    labels,
+                    hierarchy.area,
+                    list(units.values()),
+                    chosen_probs,
+                    prune_levels,
+                    stats,
+                )
+                larger.extend(chain)
         kept = len({int(groups[r]) for r in chosen})
         stages.append(
             _stage(
@@ -254,31 +276,35 @@ def _prune(
     render: Callable[[np.ndarray], np.ndarray],
     labels: np.ndarray,
     area: np.ndarray,
-    chosen: list[int],
+    units: list[list[int]],
     probs: np.ndarray,
     max_rounds: int,
     stats: dict[str, int],
     max_set: int = 24,
 ) -> tuple[list[int], np.ndarray, list[list[int]]]:
-    """Drop the largest region whose removal keeps the flip, one per round (leave-one-out
-    subsets scored in one batch); returns the pruned set, its probabilities and every set passed
-    through on the way (each a flip, larger than the result)."""
-    chain = [list(chosen)]
+    """Drop the largest unit (a list of fine regions) whose removal keeps the flip, one per round
+    (leave-one-out subsets scored in one batch); returns the remaining fine regions, their
+    probabilities and every set passed through on the way (each a flip, larger than the result)."""
+    chain = [sorted(r for unit in units for r in unit)]
     for _ in range(max_rounds):
-        if len(chosen) <= 1 or len(chosen) > max_set:
+        if len(units) <= 1 or len(units) > max_set:
             break
-        subsets = [[r for r in chosen if r != drop] for drop in chosen]
+        subsets = [
+            [r for j, unit in enumerate(units) if j != drop for r in unit]
+            for drop in range(len(units))
+        ]
         scored = predict([render(np.isin(labels, s)) for s in subsets])
         stats["images"] += len(subsets)
         stats["batches"] += 1
         flags = still_flagged(scored)
-        removable = [i for i in range(len(chosen)) if not flags[i]]
+        removable = [i for i in range(len(units)) if not flags[i]]
         if not removable:
             break
-        best = max(removable, key=lambda i: area[chosen[i]])
-        chosen, probs = subsets[best], scored[best]
-        chain.append(list(chosen))
-    return chosen, probs, chain[:-1]
+        best = max(removable, key=lambda i: int(area[units[i]].sum()))
+        units = [unit for j, unit in enumerate(units) if j != best]
+        probs = scored[best]
+        chain.append(sorted(r for unit in units for r in unit))
+    return chain[-1], probs, chain[:-1]
 
 
 def _stage(
