@@ -22,8 +22,7 @@ import numpy as np
 
 from safeview.guards import Guard, default_target, scores
 from safeview.io import load_image, resize
-
-EDITORS = ("obfuscate", "inpaint", "diffusers")
+from safeview.registry import Registry
 
 
 @dataclass
@@ -80,11 +79,10 @@ class ObfuscateEditor:
         threshold: float = 0.5,
         **segmenter_options: Any,
     ) -> None:
-        from safeview.render import STYLES
+        from safeview.render import RENDERERS
         from safeview.segmentation import make_segmenter
 
-        if style not in STYLES:
-            raise ValueError(f"unknown style {style!r} (available: {', '.join(STYLES)})")
+        RENDERERS.factory(style)  # an unknown style fails here, naming the available ones
         make_segmenter(segmenter, **segmenter_options)  # bad options fail here, not per image
         self.style, self.segmenter, self.max_regions = style, segmenter, max_regions
         self.threshold = threshold
@@ -254,16 +252,22 @@ class DiffusersEditor:
         )
 
 
+def _diffusers(**options: Any) -> Editor:
+    if "model" not in options:
+        raise ValueError("the diffusers editor needs a model (--model PATH_OR_HUB_ID)")
+    return DiffusersEditor(**options)
+
+
+#: Every pair editor by name: ``factory(**options) -> Editor``.
+EDITORS: Registry[Editor] = Registry("editor", sort=False)
+EDITORS.register("obfuscate", ObfuscateEditor)
+EDITORS.register("inpaint", InpaintEditor)
+EDITORS.register("diffusers", _diffusers)
+
+
 def make_editor(name: str, **options: Any) -> Editor:
-    if name == "obfuscate":
-        return ObfuscateEditor(**options)
-    if name == "inpaint":
-        return InpaintEditor(**options)
-    if name == "diffusers":
-        if "model" not in options:
-            raise ValueError("the diffusers editor needs a model (--model PATH_OR_HUB_ID)")
-        return DiffusersEditor(**options)
-    raise ValueError(f"unknown editor {name!r} (available: {', '.join(EDITORS)})")
+    """The editor ``name`` built with ``options``."""
+    return EDITORS.factory(name)(**options)
 
 
 def read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
