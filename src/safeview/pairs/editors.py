@@ -79,30 +79,31 @@ class ObfuscateEditor:
         threshold: float = 0.5,
         **segmenter_options: Any,
     ) -> None:
-        from safeview.render import RENDERERS
-        from safeview.segmentation import make_segmenter
+        from safeview.options import SafeguardOptions
 
-        RENDERERS.factory(style)  # an unknown style fails here, naming the available ones
-        make_segmenter(segmenter, **segmenter_options)  # bad options fail here, not per image
         self.style, self.segmenter, self.max_regions = style, segmenter, max_regions
         self.threshold = threshold
         self.segmenter_options = segmenter_options
+        # Bad values fail here, not per image.
+        self.options = SafeguardOptions(
+            segmenter=segmenter,
+            segmenter_options=segmenter_options,
+            style=style,
+            threshold=threshold,
+            max_regions=max_regions,
+            on_failure="keep",
+        )
+        self._pipelines: dict[int, Any] = {}  # one Pipeline per guard object, reused per image
 
     def edit(
         self, pixels: np.ndarray, guard: Guard, instruction: str, mask: np.ndarray | None
     ) -> Edit:
-        from safeview.pipeline import safeguard
+        from safeview.pipeline import Pipeline
 
-        report = safeguard(
-            pixels,
-            guard,
-            segmenter=self.segmenter,
-            segmenter_options=self.segmenter_options,
-            style=self.style,
-            threshold=self.threshold,
-            max_regions=self.max_regions,
-            on_failure="keep",
-        )
+        pipeline = self._pipelines.get(id(guard))
+        if pipeline is None or pipeline.options.guard is not guard:
+            pipeline = self._pipelines[id(guard)] = Pipeline(self.options.replace(guard=guard))
+        report = pipeline.safeguard(pixels)
         edited = report.image if report.image is not None else pixels.copy()
         region_mask = (
             report.mask if report.mask is not None else np.zeros(pixels.shape[:2], dtype=bool)
