@@ -256,3 +256,51 @@ def test_threshold_outside_the_open_interval_is_a_usage_error(tmp_path: Path, va
 def test_unknown_search_is_a_usage_error(tmp_path: Path) -> None:
     result = runner.invoke(app, ["safeguard", "--demo", "--search", "best", "-o", str(tmp_path)])
     assert result.exit_code == 2 and "best" in result.output
+
+
+def test_a_registered_segmenter_is_accepted_by_the_cli(tmp_path: Path) -> None:
+    from safeview.guards import register_guard
+    from safeview.segmentation import register_segmenter
+    from tests.conftest import RedGuard, red_square_image
+
+    class Quadrants:
+        name = "cli-test-quadrants"
+
+        def segment(self, image: np.ndarray, attribution: np.ndarray | None = None) -> np.ndarray:
+            height, width = image.shape[:2]
+            ys, xs = np.mgrid[0:height, 0:width]
+            return ((ys * 4 // height) * 4 + xs * 4 // width).astype(np.int32)
+
+    register_segmenter("cli-test-quadrants", lambda: Quadrants())
+    register_guard("cli-test-red", lambda device: RedGuard())
+    Image.fromarray(red_square_image()).save(tmp_path / "red.png")
+    result = runner.invoke(
+        app,
+        [
+            "safeguard",
+            str(tmp_path / "red.png"),
+            "--guard",
+            "cli-test-red",
+            "--segmenter",
+            "cli-test-quadrants",
+            "--style",
+            "fill",
+            "--json",
+            "-o",
+            str(tmp_path / "out"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["segmenter"] == "cli-test-quadrants" and report["n_regions"] == 16
+    assert report["success"]
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--segmenter", "nope"), ("--style", "smudge"), ("--attribution", "nope")],
+)
+def test_unregistered_names_are_usage_errors(tmp_path: Path, option: str, value: str) -> None:
+    result = runner.invoke(app, ["safeguard", "--demo", option, value, "-o", str(tmp_path / "o")])
+    assert result.exit_code == 2 and value in result.output and "available" in result.output
+    assert not (tmp_path / "o").exists()

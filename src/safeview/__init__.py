@@ -17,7 +17,8 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from safeview.guards import load_guard
     from safeview.io import ImageInputError, load_image
-    from safeview.pipeline import SearchFailedError, classify, safeguard
+    from safeview.options import SafeguardOptions
+    from safeview.pipeline import Pipeline, SearchFailedError, classify, safeguard
     from safeview.rationale import Rationale, explain
     from safeview.report import SCHEMA_VERSION, Region, Report
     from safeview.segmentation import segment
@@ -26,6 +27,8 @@ _EXPORTS = {
     "safeguard": "safeview.pipeline",
     "classify": "safeview.pipeline",
     "SearchFailedError": "safeview.pipeline",
+    "Pipeline": "safeview.pipeline",
+    "SafeguardOptions": "safeview.options",
     "load_guard": "safeview.guards",
     "segment": "safeview.segmentation",
     "explain": "safeview.rationale",
@@ -49,9 +52,11 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "SCHEMA_VERSION",
     "ImageInputError",
+    "Pipeline",
     "Rationale",
     "Region",
     "Report",
+    "SafeguardOptions",
     "SearchFailedError",
     "__version__",
     "classify",

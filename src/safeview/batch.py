@@ -33,12 +33,16 @@ import contextlib
 import json
 import os
 import stat
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from safeview.io import IMAGE_EXTENSIONS, OUTPUT_EXTENSIONS, ImageInputError
+
+if TYPE_CHECKING:
+    from safeview.options import SafeguardOptions
+    from safeview.pipeline import Pipeline
 
 MANIFEST = "manifest.jsonl"
 TEMP_PREFIX = ".safeview-"
@@ -267,13 +271,25 @@ def remove_partial_files(out: Path) -> int:
     return removed
 
 
-def settings_of(options: dict[str, Any], viz: bool) -> dict[str, Any]:
+def pipeline_of(options: Pipeline | SafeguardOptions | Mapping[str, Any]) -> Pipeline:
+    """One :class:`Pipeline` for a whole batch (built once: guard, segmenter, search, renderer)."""
+    from safeview.options import SafeguardOptions
+    from safeview.pipeline import Pipeline
+
+    if isinstance(options, Pipeline):
+        return options
+    if isinstance(options, SafeguardOptions):
+        return Pipeline(options)
+    return Pipeline(SafeguardOptions.from_mapping(options))
+
+
+def settings_of(
+    options: Pipeline | SafeguardOptions | Mapping[str, Any], viz: bool
+) -> dict[str, Any]:
     """What of ``options`` (and ``--viz``) decides the outputs, as JSON values: recorded in the
     manifest, and compared on a rerun."""
-    kept: dict[str, Any] = {k: v for k, v in options.items() if k not in _NEUTRAL_OPTIONS}
-    guard = kept.get("guard")
-    if guard is not None and not isinstance(guard, str):
-        kept["guard"] = getattr(guard, "name", type(guard).__name__)
+    every = pipeline_of(options).options.to_dict()
+    kept: dict[str, Any] = {k: v for k, v in every.items() if k not in _NEUTRAL_OPTIONS}
     kept["viz"] = bool(viz)
     normalised: dict[str, Any] = json.loads(json.dumps(kept, sort_keys=True, default=str))
     return normalised
@@ -314,7 +330,11 @@ def _one_line(text: str) -> str:
 
 
 def process(
-    job: Job, out: Path, options: dict[str, Any], viz: bool, data: bytes | None = None
+    job: Job,
+    out: Path,
+    options: Pipeline | SafeguardOptions | Mapping[str, Any],
+    viz: bool,
+    data: bytes | None = None,
 ) -> Outcome:
     """Safeguard one job and write its files; every failure becomes a failed record.
 
@@ -323,10 +343,11 @@ def process(
     The visualisation and report are written first and the image last.
     """
     from safeview.io import encode_image, load_image, output_format
-    from safeview.pipeline import SearchFailedError, safeguard
+    from safeview.pipeline import SearchFailedError
 
     if job.error:
         return Outcome(job, failed_record(job, job.error))
+    pipeline = pipeline_of(options)
     written: list[Path] = []
     image_path: Path | None = None
     try:
@@ -341,7 +362,7 @@ def process(
                 if target.exists() and os.path.samefile(target, job.source):
                     raise ImageInputError(f"{job.name}: output {target} would overwrite the input")
         try:
-            report = safeguard(loaded, **options)
+            report = pipeline.safeguard(loaded)
         except SearchFailedError as failed:
             report = failed.report
         report.output = str(image_path) if report.encoded is not None else None
@@ -408,7 +429,7 @@ def _discard_stale(
 def run_local(
     jobs: list[Job],
     out: Path,
-    options: dict[str, Any],
+    options: Pipeline | SafeguardOptions | Mapping[str, Any],
     viz: bool,
     on_done: Callable[[Outcome], None] | None = None,
 ) -> list[Outcome]:
@@ -428,7 +449,8 @@ def run_local(
         ) from None
     remove_partial_files(out)
     previous = manifest.load()
-    settings = settings_of(options, viz)
+    pipeline = pipeline_of(options)
+    settings = settings_of(pipeline, viz)
     inputs = {_resolved(job.source) for job in jobs if job.source is not None}
     outcomes = []
     for job in jobs:
@@ -437,7 +459,7 @@ def run_local(
             outcome = Outcome(job, previous[job.key], skipped=True)
         else:
             changed = already_done(before)  # done, but with other settings
-            outcome = process(job, out, options, viz)
+            outcome = process(job, out, pipeline, viz)
             outcome.record["settings"] = settings
             if changed:
                 outcome.extra["settings_changed"] = True

@@ -56,39 +56,36 @@ def _guard_option(help_text: str) -> Any:
     )
 
 
-class AttributionName(StrEnum):
-    fullgrad = "fullgrad"
-    gradcam = "gradcam"
-    gradcam_pp = "gradcam++"
-    xgradcam = "xgradcam"
-    ablationcam = "ablationcam"
+#: The stage registries the CLI's choices come from (a registered plug-in is accepted too).
+_REGISTRIES = {
+    "attribution": ("safeview.attribution", "ATTRIBUTIONS"),
+    "segmenter": ("safeview.segmentation", "SEGMENTERS"),
+    "search": ("safeview.counterfactual", "SEARCHES"),
+    "style": ("safeview.render", "RENDERERS"),
+    "rationale": ("safeview.rationale", "RATIONALES"),
+}
 
 
-class SegmenterName(StrEnum):
-    slic = "slic"
-    felzenszwalb = "felzenszwalb"
-    watershed = "watershed"
-    bass = "bass"
-    bass_guided = "bass-guided"
+def _registry(stage: str) -> Any:
+    import importlib
+
+    module, name = _REGISTRIES[stage]
+    return getattr(importlib.import_module(module), name)
 
 
-class SearchName(StrEnum):
-    coarse_to_fine = "coarse-to-fine"
-    greedy = "greedy"
-    powerset = "powerset"
+def _registered(stage: str) -> Callable[[Any], Any]:
+    """A callback accepting only names registered for ``stage`` (a usage error, exit 2)."""
 
+    def check(value: Any) -> Any:
+        registry = _registry(stage)
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None and item not in registry:
+                raise typer.BadParameter(
+                    f"unknown {registry.kind} {item!r} (available: {', '.join(registry.names())})"
+                )
+        return value
 
-class StyleName(StrEnum):
-    blur = "blur"
-    pixelate = "pixelate"
-    fill = "fill"
-    inpaint = "inpaint"
-
-
-class BackendName(StrEnum):
-    grounded = "grounded"
-    instructblip = "instructblip"
-    openai = "openai"
+    return check
 
 
 class EngineName(StrEnum):
@@ -151,27 +148,40 @@ def safeguard(
     ] = Path("out"),
     guard: Annotated[str, _guard_option("Classifier whose decision is removed:")] = "open-nsfw",
     attribution: Annotated[
-        AttributionName, typer.Option(help="Attribution map that ranks the regions.")
-    ] = AttributionName.fullgrad,
+        str,
+        typer.Option(
+            help="Attribution map that ranks the regions (fullgrad, gradcam, gradcam++, "
+            "xgradcam, ablationcam, or a registered one).",
+            callback=_registered("attribution"),
+        ),
+    ] = "fullgrad",
     segmenter: Annotated[
-        SegmenterName,
+        str,
         typer.Option(
             help="How the image is cut into fine candidate regions (bass-guided: superpixels "
-            "that follow the attribution map as well as colour)."
+            "that follow the attribution map as well as colour; bass, slic, felzenszwalb, "
+            "watershed, or a registered one).",
+            callback=_registered("segmenter"),
         ),
-    ] = SegmenterName.bass_guided,
+    ] = "bass-guided",
     search: Annotated[
-        SearchName,
+        str,
         typer.Option(
+            callback=_registered("search"),
             help="coarse-to-fine: flip on a coarse region hierarchy, refine, prune (small and "
             "reliable); greedy: the paper's prefix search, at most --max-regions regions; "
             "powerset: every subset of the top --max-regions regions, smallest area first "
-            "(up to 2^N forward passes)."
+            "(up to 2^N forward passes).",
         ),
-    ] = SearchName.coarse_to_fine,
+    ] = "coarse-to-fine",
     style: Annotated[
-        StyleName, typer.Option(help="Obfuscation style, in the search and in the output.")
-    ] = StyleName.blur,
+        str,
+        typer.Option(
+            help="Obfuscation style, in the search and in the output (blur, pixelate, fill, "
+            "inpaint, or a registered one).",
+            callback=_registered("style"),
+        ),
+    ] = "blur",
     threshold: Annotated[
         float,
         typer.Option(
@@ -237,8 +247,12 @@ def safeguard(
     ] = None,
     workers: Annotated[int, typer.Option(min=1, help="Ray actors (--engine ray).")] = 2,
     rationale: Annotated[
-        BackendName | None,
-        typer.Option(help="Also explain why (report key 'rationale') with this backend."),
+        str | None,
+        typer.Option(
+            help="Also explain why (report key 'rationale') with this backend (grounded, "
+            "instructblip, openai).",
+            callback=_registered("rationale"),
+        ),
     ] = None,
 ) -> None:
     """Obfuscate the minimal unsafe regions of each image.
@@ -251,14 +265,31 @@ def safeguard(
     No output ever replaces an input: an input whose output would land on one is refused.
     """
     from safeview.batch import OutputFolderError, collect, run_local
+    from safeview.guards import is_checkpoint_path
+    from safeview.options import SafeguardOptions
 
+    if is_checkpoint_path(guard):  # Ray workers may not share our working directory
+        guard = str(Path(guard).resolve())
     try:
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"--threshold must be strictly between 0 and 1, got {threshold}")
-        segmenter_options = _parse_options(segmenter_option or [])
-        from safeview.segmentation import make_segmenter
-
-        make_segmenter(segmenter.value, **segmenter_options)
+        # Every option validated once, before any input is read.
+        options = SafeguardOptions(
+            guard=guard,
+            attribution=attribution,
+            segmenter=segmenter,
+            segmenter_options=_parse_options(segmenter_option or []),
+            search=search,
+            style=style,
+            threshold=threshold,
+            max_regions=max_regions,
+            margin=margin,
+            prune=not no_prune,
+            on_failure=on_failure.value,
+            device=device,
+            batch_size=batch_size,
+            rationale=rationale,
+        )
     except ValueError as exc:
         _error(str(exc))
         raise typer.Exit(2) from None
@@ -269,26 +300,6 @@ def safeguard(
         if not errors:
             _error("no inputs given (pass image files or folders, or --demo)")
         raise typer.Exit(2 if not errors else 1)
-    from safeview.guards import is_checkpoint_path
-
-    if is_checkpoint_path(guard):  # Ray workers may not share our working directory
-        guard = str(Path(guard).resolve())
-    options: dict[str, Any] = {
-        "guard": guard,
-        "attribution": attribution.value,
-        "segmenter": segmenter.value,
-        "segmenter_options": segmenter_options,
-        "search": search.value,
-        "style": style.value,
-        "threshold": threshold,
-        "max_regions": max_regions,
-        "margin": margin,
-        "prune": not no_prune,
-        "on_failure": on_failure.value,
-        "device": device,
-        "batch_size": batch_size,
-        "rationale": rationale.value if rationale else None,
-    }
     failures = len(errors)
     skipped = redone = 0
 
@@ -477,9 +488,12 @@ CheckpointOption = Annotated[
 def explain(
     input_path: Annotated[str, typer.Argument(metavar="INPUT", help="The image to explain.")],
     backend: Annotated[
-        BackendName,
-        typer.Option(help="grounded (offline evidence), instructblip, or openai (a server)."),
-    ] = BackendName.grounded,
+        str,
+        typer.Option(
+            help="grounded (offline evidence), instructblip, or openai (a server).",
+            callback=_registered("rationale"),
+        ),
+    ] = "grounded",
     model: ModelOption = None,
     base_url: BaseUrlOption = None,
     api_key: ApiKeyOption = None,
@@ -516,10 +530,8 @@ def explain(
     from safeview.rationale import explain as run
     from safeview.rationale.openai_backend import RationaleError
 
-    options = _backend_options(
-        backend.value, model, base_url, api_key, instructblip_checkpoint, device
-    )
-    if backend is BackendName.instructblip:
+    options = _backend_options(backend, model, base_url, api_key, instructblip_checkpoint, device)
+    if backend == "instructblip":
         from safeview.rationale.instructblip import GenerationSettings
 
         options["generation"] = GenerationSettings(
@@ -528,7 +540,7 @@ def explain(
     try:
         result = run(
             input_path,
-            backend.value,
+            backend,
             guards=list(guard or []) or None,
             questions=questions,
             policy=str(policy) if policy else None,
@@ -812,12 +824,16 @@ def pairs_make(
         ),
     ] = None,
     style: Annotated[
-        StyleName, typer.Option(help="obfuscate: how regions are obfuscated.")
-    ] = StyleName.inpaint,
+        str,
+        typer.Option(help="obfuscate: how regions are obfuscated.", callback=_registered("style")),
+    ] = "inpaint",
     segmenter: Annotated[
-        SegmenterName,
-        typer.Option(help="obfuscate: candidate regions (bass-guided: small, tight edits)."),
-    ] = SegmenterName.bass_guided,
+        str,
+        typer.Option(
+            help="obfuscate: candidate regions (bass-guided: small, tight edits).",
+            callback=_registered("segmenter"),
+        ),
+    ] = "bass-guided",
     segmenter_option: Annotated[
         list[str] | None,
         typer.Option("--segmenter-option", help="obfuscate: KEY=VALUE for the segmenter."),
@@ -863,9 +879,9 @@ def pairs_make(
             _error(str(exc))
             raise typer.Exit(2) from None
         options = {
-            "style": style.value,
+            "style": style,
             "threshold": threshold,
-            "segmenter": segmenter.value,
+            "segmenter": segmenter,
             **extra,
         }
     elif editor is EditorName.inpaint:
@@ -922,8 +938,11 @@ def pairs_eval(
     pairs: Annotated[Path, typer.Argument(metavar="PAIRS", help="A folder from `pairs make`.")],
     guard: Annotated[str, _guard_option("Guard to benchmark:")] = "open-nsfw",
     vlm: Annotated[
-        BackendName | None,
-        typer.Option(help="Benchmark a VLM instead of the guard: openai or instructblip."),
+        str | None,
+        typer.Option(
+            help="Benchmark a VLM instead of the guard: openai or instructblip.",
+            callback=_registered("rationale"),
+        ),
     ] = None,
     model: ModelOption = None,
     base_url: BaseUrlOption = None,
@@ -947,13 +966,11 @@ def pairs_eval(
 
     try:
         if vlm is not None:
-            if vlm is BackendName.grounded:
+            if vlm == "grounded":
                 raise ValueError("--vlm must be openai or instructblip (grounded is not a VLM)")
             judge: Any = VLMJudge(
-                vlm.value,
-                **_backend_options(
-                    vlm.value, model, base_url, api_key, instructblip_checkpoint, device
-                ),
+                vlm,
+                **_backend_options(vlm, model, base_url, api_key, instructblip_checkpoint, device),
             )
         else:
             judge = GuardJudge(load_guard(guard, device), threshold)
@@ -1133,7 +1150,10 @@ def vlm_eval(
         ),
     ],
     backend: Annotated[
-        list[BackendName] | None, typer.Option(help="Backend(s) to evaluate (repeatable).")
+        list[str] | None,
+        typer.Option(
+            help="Backend(s) to evaluate (repeatable).", callback=_registered("rationale")
+        ),
     ] = None,
     judge: Annotated[str, typer.Option(help="rubric (offline keywords) or openai (LLM judge).")] = (
         "rubric"
@@ -1156,7 +1176,7 @@ def vlm_eval(
         _error(f"unknown judge {judge!r} (rubric or openai)")
         raise typer.Exit(2)
     policy = load_policy()
-    names = [b.value for b in backend or [BackendName.grounded]]
+    names = list(backend or ["grounded"])
     try:
         backends = {
             name: make_backend(

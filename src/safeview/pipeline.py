@@ -5,16 +5,17 @@ It composes the stages by name and knows none of their internals.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
 from safeview.attribution import AttributionMethod, make_attribution
-from safeview.counterfactual import DEFAULT_SEARCH, Counterfactual, make_search
+from safeview.counterfactual import Counterfactual
 from safeview.guards import Guard, default_target, is_flagged, load_guard, scores
 from safeview.io import (
     DEFAULT_MAX_PIXELS,
@@ -26,12 +27,21 @@ from safeview.io import (
     output_format,
     resize,
 )
-from safeview.render import STYLES, Blur, bind, make_renderer
+from safeview.options import ON_FAILURE, OnFailure, SafeguardOptions
+from safeview.render import Blur, bind
 from safeview.report import GuardInfo, InputInfo, Region, Report
-from safeview.segmentation import make_segmenter, segment
+from safeview.segmentation import segment
 
-OnFailure = Literal["blur-all", "keep", "error"]
-ON_FAILURE = ("blur-all", "keep", "error")
+__all__ = [
+    "ON_FAILURE",
+    "GuardError",
+    "OnFailure",
+    "Pipeline",
+    "SafeguardOptions",
+    "SearchFailedError",
+    "classify",
+    "safeguard",
+]
 
 
 class GuardError(ValueError):
@@ -110,6 +120,251 @@ def working_shape(height: int, width: int, short_side: int) -> tuple[int, int]:
     return max(1, round(height * scale)), max(1, round(width * scale))
 
 
+class Pipeline:
+    """The stages of :class:`SafeguardOptions`, built once and reused for every image.
+
+    The guard is loaded on first use (``load_guard`` keeps it per process and device); the
+    segmenter, search and renderer are built here; the attribution method is built once per
+    thread (the Grad-CAM family runs a forward pass to find its layer, and its hooks are not
+    shared between threads). ``safeguard(image)`` and ``classify(image)`` give the same Reports
+    as the functions of the same names.
+    """
+
+    def __init__(self, options: SafeguardOptions | None = None, **overrides: Any) -> None:
+        options = options or SafeguardOptions()
+        self.options = options.replace(**overrides) if overrides else options
+        self.segmenter = self.options.make_segmenter()
+        self.search = self.options.make_search()
+        self.renderer = self.options.make_renderer()
+        self._guard: Guard | None = None
+        self._lock = threading.Lock()
+        self._local = threading.local()
+
+    @property
+    def guard(self) -> Guard:
+        """The guard, loaded on first use."""
+        if self._guard is None:
+            with self._lock:
+                if self._guard is None:
+                    self._guard = load_guard(self.options.guard, self.options.device)
+        return self._guard
+
+    @property
+    def explainer(self) -> AttributionMethod:
+        """The attribution method for the guard, built once per thread."""
+        attribution = self.options.attribution
+        if not isinstance(attribution, str):
+            explainer: AttributionMethod = attribution
+            return explainer
+        cached = getattr(self._local, "explainer", None)
+        if cached is None:
+            cached = make_attribution(attribution, self.guard)
+            self._local.explainer = cached
+        return cached
+
+    def classify(self, image: ImageSource | LoadedImage, *, name: str | None = None) -> Report:
+        """Score ``image`` with the guard; the Report carries the scores and whether it is
+        flagged."""
+        options = self.options
+        timings: dict[str, float] = {}
+        with _timed(timings, "decode"):
+            loaded = (
+                image
+                if isinstance(image, LoadedImage)
+                else load_image(image, name=name, max_pixels=options.max_pixels)
+            )
+        with _timed(timings, "load_guard"):
+            model = self.guard
+        with _timed(timings, "classify"):
+            probs = scores(model, [loaded.pixels])[0]
+        target = default_target(model, probs)
+        flagged = bool(is_flagged(model, probs, target, options.threshold)[0])
+        timings["total"] = round(sum(timings.values()), 6)
+        return Report(
+            input=_input_info(loaded),
+            guard=_guard_info(model, target, options.threshold),
+            flagged=flagged,
+            scores_before=score_dict(model, probs, target),
+            scores_after=None,
+            success=not flagged,
+            style="blur",
+            timings=timings,
+        )
+
+    def safeguard(self, image: ImageSource | LoadedImage, *, name: str | None = None) -> Report:
+        """Obfuscate the fewest regions of ``image`` that flip the guard's decision (see
+        :func:`safeguard`)."""
+        options = self.options
+        attribution = options.attribution
+        search = options.search
+        renderer = self.renderer
+        timings: dict[str, float] = {}
+        start = time.perf_counter()
+
+        with _timed(timings, "decode"):
+            loaded = (
+                image
+                if isinstance(image, LoadedImage)
+                else load_image(image, name=name, max_pixels=options.max_pixels)
+            )
+        with _timed(timings, "load_guard"):
+            model = self.guard
+        with _timed(timings, "classify"):
+            probs_before = scores(model, [loaded.pixels])[0]
+        target = default_target(model, probs_before)
+        flagged = bool(is_flagged(model, probs_before, target, options.threshold)[0])
+        fmt, _ = output_format(loaded.format)
+        report = Report(
+            input=_input_info(loaded),
+            guard=_guard_info(model, target, options.threshold),
+            flagged=flagged,
+            scores_before=score_dict(model, probs_before, target),
+            style=options.style,
+            attribution=attribution if isinstance(attribution, str) else attribution.name,
+            segmenter=options.segmenter,
+            segmenter_options=dict(options.segmenter_options),
+            search=search,
+            pruned=options.prune,
+            timings=timings,
+            output_format=fmt,
+        )
+        if not flagged:
+            # Nothing to hide: re-encode without metadata.
+            with _timed(timings, "render"):
+                report.encoded = encode_image(loaded.pixels, fmt)
+                report.image = loaded.pixels.copy()
+            report.scores_after = dict(report.scores_before)
+            report.success = True
+            self._add_rationale(report, loaded)
+            timings["total"] = round(time.perf_counter() - start, 6)
+            return report
+
+        height, width = working_shape(
+            loaded.height, loaded.width, options.working_size or min(model.input_size)
+        )
+        working = resize(loaded.pixels, (width, height))
+        report.working_size = [width, height]
+
+        with _timed(timings, "attribution"):
+            explainer = self.explainer
+            heatmap = explainer.attribute(model.preprocess([working]), target)[0]
+            heatmap = resize(np.nan_to_num(heatmap.astype(np.float32)), (width, height))
+            heatmap = np.clip(heatmap, 0.0, 1.0)
+        with _timed(timings, "segmentation"):
+            labels = segment(working, self.segmenter, attribution=heatmap)
+        report.n_regions = int(labels.max()) + 1
+        report.attribution_map = heatmap
+        report.labels = labels
+
+        passes = {"search": 0, "verify": 0}
+
+        def predict(images: list[np.ndarray]) -> np.ndarray:
+            return scores(model, images, batch_size=max(len(images), 1))
+
+        def still_flagged(probs: np.ndarray) -> np.ndarray:
+            return is_flagged(model, probs, target, options.threshold, margin=options.margin)
+
+        with _timed(timings, "search"):
+            result = self.search(
+                predict, still_flagged, bind(renderer, working), labels, heatmap, working
+            )
+        report.search_flipped = result.flipped
+        report.depth = result.depth
+        report.search_stages = [dict(stage) for stage in result.stages]
+        passes["search"] = result.images_scored
+        total_pixels = labels.size
+        report.obfuscated_fraction_unpruned = round(
+            float(result.area[result.chosen_unpruned].sum()) / total_pixels, 6
+        )
+
+        def render_full(chosen: list[int]) -> tuple[np.ndarray, np.ndarray, bytes]:
+            """The output for ``chosen`` at full resolution: mask, pixels, encoded file."""
+            with _timed(timings, "render"):
+                mask = _full_mask(labels, chosen, loaded.height, loaded.width)
+                rendered = renderer.render(loaded.pixels, mask)
+                return mask, rendered, encode_image(rendered, fmt)
+
+        def verify(outputs: list[tuple[np.ndarray, np.ndarray, bytes]]) -> np.ndarray:
+            """The guard's probabilities on the decoded output files, in one batch."""
+            with _timed(timings, "rescore"):
+                probs = scores(model, [decode_pixels(data) for _, _, data in outputs])
+            passes["verify"] += len(outputs)
+            return probs
+
+        full_mask, output, encoded = render_full(result.chosen)
+        probs_after = verify([(full_mask, output, encoded)])[0]
+        still = bool(is_flagged(model, probs_after, target, options.threshold)[0])
+        if result.flipped and still:
+            # A flip found at working resolution can be marginal and not survive full resolution
+            # and encoding. Verify the search's larger candidates on the encoded output, a few at
+            # a time, smallest first.
+            candidates = result.fallback_sets
+            for start_index in range(0, len(candidates), 4):
+                chunk = candidates[start_index : start_index + 4]
+                outputs = [render_full(candidate) for candidate in chunk]
+                probs = verify(outputs)
+                flags = is_flagged(model, probs, target, options.threshold)
+                held = [i for i in range(len(chunk)) if not flags[i]]
+                if held:
+                    chosen = list(chunk[held[0]])
+                    full_mask, output, encoded = outputs[held[0]]
+                    probs_after, still = probs[held[0]], False
+                    result.chosen = chosen
+                    report.obfuscated_fraction_unpruned = max(
+                        report.obfuscated_fraction_unpruned,
+                        round(float(result.area[chosen].sum()) / total_pixels, 6),
+                    )
+                    report.warnings.append(
+                        "the working-resolution flip did not hold at full resolution: "
+                        f"kept a larger candidate of {len(chosen)} regions, verified on the output"
+                    )
+                    break
+        report.forward_passes = {
+            "classify": 1,
+            "attribution": 1,
+            "search": passes["search"],
+            "verify": passes["verify"],
+            "total": 2 + passes["search"] + passes["verify"],
+        }
+        report.success = result.flipped and not still
+        if report.success:
+            _fill_regions(report, result, labels, loaded)
+            report.mask, report.image, report.encoded = full_mask, output, encoded
+            report.scores_after = score_dict(model, probs_after, target)
+            report.obfuscated_fraction = round(float(full_mask.mean()), 6)
+        else:
+            report.error = (
+                (
+                    f"no flip within {options.max_regions} regions"
+                    if search == "greedy"
+                    else f"the {search} search found no flip"
+                )
+                if not result.flipped
+                else "the search flipped the decision but the full-resolution output did not"
+            )
+            _apply_failure_policy(
+                report, options.on_failure, result, labels, loaded, output, full_mask, encoded
+            )
+            if options.on_failure != "error":
+                report.scores_after = score_dict(
+                    model, scores(model, [decode_pixels(report.encoded or b"")])[0], target
+                )
+        self._add_rationale(report, loaded)
+        report.timings["total"] = round(time.perf_counter() - start, 6)
+        if options.on_failure == "error" and not report.success:
+            raise SearchFailedError(report)
+        return report
+
+    def _add_rationale(self, report: Report, loaded: LoadedImage) -> None:
+        _add_rationale(
+            report,
+            loaded,
+            self.options.rationale,
+            self.options.rationale_options,
+            self.options.device,
+        )
+
+
 def classify(
     image: ImageSource | LoadedImage,
     guard: str | Guard = "open-nsfw",
@@ -120,61 +375,33 @@ def classify(
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Report:
     """Score ``image`` with ``guard``; the Report carries the scores and whether it is flagged."""
-    timings: dict[str, float] = {}
-    with _timed(timings, "decode"):
-        loaded = (
-            image
-            if isinstance(image, LoadedImage)
-            else load_image(image, name=name, max_pixels=max_pixels)
-        )
-    with _timed(timings, "load_guard"):
-        model = load_guard(guard, device)
-    with _timed(timings, "classify"):
-        probs = scores(model, [loaded.pixels])[0]
-    target = default_target(model, probs)
-    flagged = bool(is_flagged(model, probs, target, threshold)[0])
-    timings["total"] = round(sum(timings.values()), 6)
-    return Report(
-        input=_input_info(loaded),
-        guard=_guard_info(model, target, threshold),
-        flagged=flagged,
-        scores_before=score_dict(model, probs, target),
-        scores_after=None,
-        success=not flagged,
-        style="blur",
-        timings=timings,
+    options = SafeguardOptions(
+        guard=guard, threshold=threshold, device=device, max_pixels=max_pixels
     )
+    return Pipeline(options).classify(image, name=name)
 
 
 def safeguard(
     image: ImageSource | LoadedImage,
-    guard: str | Guard = "open-nsfw",
-    attribution: str | AttributionMethod = "fullgrad",
-    segmenter: str = "bass-guided",
-    style: str = "blur",
-    threshold: float = 0.5,
-    max_regions: int = 10,
+    options: SafeguardOptions | Mapping[str, Any] | str | Guard | None = None,
     *,
-    search: str = DEFAULT_SEARCH,
-    search_options: dict[str, Any] | None = None,
-    prune: bool = True,
-    margin: float = 0.0,
-    on_failure: OnFailure = "blur-all",
-    working_size: int | None = None,
-    batch_size: int | None = None,
-    segmenter_options: dict[str, Any] | None = None,
-    device: str | torch.device | None = None,
     name: str | None = None,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    rationale: str | None = None,
-    rationale_options: dict[str, Any] | None = None,
+    **overrides: Any,
 ) -> Report:
     """Obfuscate the fewest regions of ``image`` that flip ``guard``'s decision.
+
+    ``options`` is a :class:`SafeguardOptions` (or a mapping of them); keywords override it
+    (every field of :class:`SafeguardOptions`, e.g. ``safeguard(image, guard="imagenet",
+    style="pixelate", style_options={"blocks": 8})``). Images in a loop: build one
+    :class:`Pipeline` and call its ``safeguard``. For compatibility, a guard name or object may
+    stand in for ``options``.
 
     Parameters
     ----------
     image:
         A path, encoded bytes, a PIL image or an RGB array.
+    name:
+        The input's name in the report.
     guard:
         ``"open-nsfw"`` (default), ``"imagenet"``, another registered name, or a Guard object.
     attribution:
@@ -217,203 +444,18 @@ def safeguard(
         Also explain why, with this backend (``"grounded"``, ``"instructblip"``, ``"openai"``;
         ``rationale_options`` go to it); the result is ``report.rationale``.
     """
-    if style not in STYLES:
-        raise ValueError(f"unknown style {style!r} (available: {', '.join(STYLES)})")
-    if on_failure not in ON_FAILURE:
-        raise ValueError(f"unknown on_failure {on_failure!r} (available: {', '.join(ON_FAILURE)})")
-    if not 0.0 < threshold < 1.0:
-        raise ValueError(f"threshold must be in (0, 1), got {threshold}")
-    if max_regions < 1:
-        raise ValueError(f"max_regions must be >= 1, got {max_regions}")
-    if not 0.0 <= margin < 0.5:
-        raise ValueError(f"margin must be in [0, 0.5), got {margin}")
-    segmenter_options = dict(segmenter_options or {})
-    segmenter_object = make_segmenter(segmenter, **segmenter_options)  # fail early on bad options
-    search_function = make_search(
-        search, **_search_settings(search, max_regions, prune, batch_size, search_options)
+    if options is None:
+        chosen = SafeguardOptions()
+    elif isinstance(options, SafeguardOptions):
+        chosen = options
+    elif isinstance(options, Mapping):
+        chosen = SafeguardOptions.from_mapping(options)
+    else:  # the positional guard of the earlier signature
+        overrides.setdefault("guard", options)
+        chosen = SafeguardOptions()
+    return Pipeline(chosen.replace(**overrides) if overrides else chosen).safeguard(
+        image, name=name
     )
-    renderer = make_renderer(style)
-    timings: dict[str, float] = {}
-    start = time.perf_counter()
-
-    with _timed(timings, "decode"):
-        loaded = (
-            image
-            if isinstance(image, LoadedImage)
-            else load_image(image, name=name, max_pixels=max_pixels)
-        )
-    with _timed(timings, "load_guard"):
-        model = load_guard(guard, device)
-    with _timed(timings, "classify"):
-        probs_before = scores(model, [loaded.pixels])[0]
-    target = default_target(model, probs_before)
-    flagged = bool(is_flagged(model, probs_before, target, threshold)[0])
-    fmt, _ = output_format(loaded.format)
-    report = Report(
-        input=_input_info(loaded),
-        guard=_guard_info(model, target, threshold),
-        flagged=flagged,
-        scores_before=score_dict(model, probs_before, target),
-        style=style,
-        attribution=attribution if isinstance(attribution, str) else attribution.name,
-        segmenter=segmenter,
-        segmenter_options=segmenter_options,
-        search=search,
-        pruned=prune,
-        timings=timings,
-        output_format=fmt,
-    )
-    if not flagged:
-        # Nothing to hide: re-encode without metadata.
-        with _timed(timings, "render"):
-            report.encoded = encode_image(loaded.pixels, fmt)
-            report.image = loaded.pixels.copy()
-        report.scores_after = dict(report.scores_before)
-        report.success = True
-        _add_rationale(report, loaded, rationale, rationale_options, device)
-        timings["total"] = round(time.perf_counter() - start, 6)
-        return report
-
-    height, width = working_shape(
-        loaded.height, loaded.width, working_size or min(model.input_size)
-    )
-    working = resize(loaded.pixels, (width, height))
-    report.working_size = [width, height]
-
-    with _timed(timings, "attribution"):
-        explainer = (
-            make_attribution(attribution, model) if isinstance(attribution, str) else attribution
-        )
-        heatmap = explainer.attribute(model.preprocess([working]), target)[0]
-        heatmap = resize(np.nan_to_num(heatmap.astype(np.float32)), (width, height))
-        heatmap = np.clip(heatmap, 0.0, 1.0)
-    with _timed(timings, "segmentation"):
-        labels = segment(working, segmenter_object, attribution=heatmap)
-    report.n_regions = int(labels.max()) + 1
-    report.attribution_map = heatmap
-    report.labels = labels
-
-    passes = {"search": 0, "verify": 0}
-
-    def predict(images: list[np.ndarray]) -> np.ndarray:
-        return scores(model, images, batch_size=max(len(images), 1))
-
-    def still_flagged(probs: np.ndarray) -> np.ndarray:
-        return is_flagged(model, probs, target, threshold, margin=margin)
-
-    with _timed(timings, "search"):
-        result = search_function(
-            predict, still_flagged, bind(renderer, working), labels, heatmap, working
-        )
-    report.search_flipped = result.flipped
-    report.depth = result.depth
-    report.search_stages = [dict(stage) for stage in result.stages]
-    passes["search"] = result.images_scored
-    total_pixels = labels.size
-    report.obfuscated_fraction_unpruned = round(
-        float(result.area[result.chosen_unpruned].sum()) / total_pixels, 6
-    )
-
-    def render_full(chosen: list[int]) -> tuple[np.ndarray, np.ndarray, bytes]:
-        """The output for ``chosen`` at full resolution: mask, pixels, encoded file."""
-        with _timed(timings, "render"):
-            mask = _full_mask(labels, chosen, loaded.height, loaded.width)
-            rendered = renderer.render(loaded.pixels, mask)
-            return mask, rendered, encode_image(rendered, fmt)
-
-    def verify(outputs: list[tuple[np.ndarray, np.ndarray, bytes]]) -> np.ndarray:
-        """The guard's probabilities on the decoded output files, in one batch."""
-        with _timed(timings, "rescore"):
-            probs = scores(model, [decode_pixels(data) for _, _, data in outputs])
-        passes["verify"] += len(outputs)
-        return probs
-
-    full_mask, output, encoded = render_full(result.chosen)
-    probs_after = verify([(full_mask, output, encoded)])[0]
-    still = bool(is_flagged(model, probs_after, target, threshold)[0])
-    if result.flipped and still:
-        # A flip found at working resolution can be marginal and not survive full resolution and
-        # encoding. Verify the search's larger candidates on the encoded output, a few at a time,
-        # smallest first.
-        candidates = result.fallback_sets
-        for start_index in range(0, len(candidates), 4):
-            chunk = candidates[start_index : start_index + 4]
-            outputs = [render_full(candidate) for candidate in chunk]
-            probs = verify(outputs)
-            flags = is_flagged(model, probs, target, threshold)
-            held = [i for i in range(len(chunk)) if not flags[i]]
-            if held:
-                chosen = list(chunk[held[0]])
-                full_mask, output, encoded = outputs[held[0]]
-                probs_after, still = probs[held[0]], False
-                result.chosen = chosen
-                report.obfuscated_fraction_unpruned = max(
-                    report.obfuscated_fraction_unpruned,
-                    round(float(result.area[chosen].sum()) / total_pixels, 6),
-                )
-                report.warnings.append(
-                    "the working-resolution flip did not hold at full resolution: "
-                    f"kept a larger candidate of {len(chosen)} regions, verified on the output"
-                )
-                break
-    report.forward_passes = {
-        "classify": 1,
-        "attribution": 1,
-        "search": passes["search"],
-        "verify": passes["verify"],
-        "total": 2 + passes["search"] + passes["verify"],
-    }
-    report.success = result.flipped and not still
-    if report.success:
-        _fill_regions(report, result, labels, loaded)
-        report.mask, report.image, report.encoded = full_mask, output, encoded
-        report.scores_after = score_dict(model, probs_after, target)
-        report.obfuscated_fraction = round(float(full_mask.mean()), 6)
-    else:
-        report.error = (
-            (
-                f"no flip within {max_regions} regions"
-                if search == "greedy"
-                else f"the {search} search found no flip"
-            )
-            if not result.flipped
-            else "the search flipped the decision but the full-resolution output did not"
-        )
-        _apply_failure_policy(
-            report, on_failure, result, labels, loaded, output, full_mask, encoded
-        )
-        if on_failure != "error":
-            report.scores_after = score_dict(
-                model, scores(model, [decode_pixels(report.encoded or b"")])[0], target
-            )
-    _add_rationale(report, loaded, rationale, rationale_options, device)
-    report.timings["total"] = round(time.perf_counter() - start, 6)
-    if on_failure == "error" and not report.success:
-        raise SearchFailedError(report)
-    return report
-
-
-def _search_settings(
-    search: str,
-    max_regions: int,
-    prune: bool,
-    batch_size: int | None,
-    options: dict[str, Any] | None,
-) -> dict[str, Any]:
-    """The search's options from safeguard()'s common arguments, overridden by ``options``."""
-    settings: dict[str, Any] = {}
-    if search == "greedy":
-        settings = {"max_regions": max_regions, "prune": prune}
-    elif search == "powerset":
-        settings = {"top_n": max_regions}
-    elif search == "coarse-to-fine":
-        settings = {"prune": prune}
-    if batch_size is not None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        settings["batch_size"] = batch_size
-    settings.update(options or {})
-    return settings
 
 
 def _add_rationale(

@@ -8,11 +8,14 @@ working resolution looks the same to the guard as the one written at full resolu
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
 
+from safeview.registry import Registry
+
+#: The built-in styles, in order (``RENDERERS.names()`` also lists registered plug-ins).
 STYLES = ("blur", "pixelate", "fill", "inpaint")
 
 
@@ -137,17 +140,18 @@ class Inpaint:
         return lambda mask: self.render(image, mask)
 
 
-def make_renderer(style: str) -> Renderer:
-    """The renderer for ``style`` with its default strength."""
-    factories: dict[str, Callable[[], Renderer]] = {
-        "blur": Blur,
-        "pixelate": Pixelate,
-        "fill": Fill,
-        "inpaint": Inpaint,
-    }
-    if style not in factories:
-        raise ValueError(f"unknown style {style!r} (available: {', '.join(STYLES)})")
-    return factories[style]()
+#: Every obfuscation style by name: ``factory(**options) -> Renderer``.
+RENDERERS: Registry[Renderer] = Registry("style", sort=False)
+RENDERERS.register("blur", Blur)
+RENDERERS.register("pixelate", Pixelate)
+RENDERERS.register("fill", Fill)
+RENDERERS.register("inpaint", Inpaint)
+
+
+def make_renderer(style: str, **options: Any) -> Renderer:
+    """The renderer for ``style``; ``options`` go to it (e.g. ``strength`` of ``"blur"``,
+    ``blocks`` of ``"pixelate"``), defaults otherwise."""
+    return RENDERERS.create(style, **options)
 
 
 def bind(renderer: Renderer, image: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:

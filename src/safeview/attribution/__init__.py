@@ -6,13 +6,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 import torch
 
 from safeview.guards import Guard
+from safeview.registry import Registry
 
+#: The built-in methods, in order (``ATTRIBUTIONS.names()`` also lists registered plug-ins).
 METHODS = ("fullgrad", "gradcam", "gradcam++", "xgradcam", "ablationcam")
 
 
@@ -24,19 +27,36 @@ class AttributionMethod(Protocol):
         ...
 
 
-def make_attribution(method: str, guard: Guard) -> AttributionMethod:
-    """Build the attribution method ``method`` for ``guard``'s module."""
-    if method == "fullgrad":
-        from safeview.attribution.fullgrad import FullGrad
+#: Every attribution method by name: ``factory(guard) -> AttributionMethod``.
+ATTRIBUTIONS: Registry[AttributionMethod] = Registry("attribution method", sort=False)
 
-        return FullGrad(guard.module)
-    if method in METHODS:
+
+@ATTRIBUTIONS.register("fullgrad")
+def _fullgrad(guard: Guard) -> AttributionMethod:
+    from safeview.attribution.fullgrad import FullGrad
+
+    return FullGrad(guard.module)
+
+
+def _cam(method: str) -> Callable[[Guard], AttributionMethod]:
+    def factory(guard: Guard) -> AttributionMethod:
         from safeview.attribution.cams import GradCAMFamily
 
         width, height = guard.input_size
         example = torch.zeros(1, 3, height, width, device=guard.device)
         return GradCAMFamily(method, guard.module, example)
-    raise ValueError(f"unknown attribution method {method!r} (available: {', '.join(METHODS)})")
+
+    return factory
+
+
+for _name in METHODS[1:]:
+    ATTRIBUTIONS.register(_name, _cam(_name))
+
+
+def make_attribution(method: str, guard: Guard) -> AttributionMethod:
+    """Build the attribution method ``method`` for ``guard``'s module (build it once and reuse it:
+    the Grad-CAM family runs a forward pass to find its layer)."""
+    return ATTRIBUTIONS.factory(method)(guard)
 
 
 def attribute(
@@ -47,4 +67,4 @@ def attribute(
     return explainer.attribute(guard.preprocess([image]), target)[0]
 
 
-__all__ = ["METHODS", "AttributionMethod", "attribute", "make_attribution"]
+__all__ = ["ATTRIBUTIONS", "METHODS", "AttributionMethod", "attribute", "make_attribution"]

@@ -25,6 +25,7 @@ from safeview.counterfactual.greedy import (
 )
 from safeview.counterfactual.hierarchy import Hierarchy, build_hierarchy
 from safeview.counterfactual.powerset import powerset_search
+from safeview.registry import Registry
 
 DEFAULT_SEARCH = "coarse-to-fine"
 
@@ -83,33 +84,6 @@ def _powerset(
     return powerset_search(predict, still_flagged, render, labels, attribution, **options)
 
 
-_SEARCHES: dict[str, Callable[..., Counterfactual]] = {
-    "coarse-to-fine": _coarse_to_fine,
-    "greedy": _greedy,
-    "powerset": _powerset,
-}
-
-
-def available_searches() -> list[str]:
-    return list(_SEARCHES)
-
-
-def make_search(name: str, **options: Any) -> Search:
-    """The search ``name`` with ``options`` bound (e.g. ``max_regions`` for greedy)."""
-    if name not in _SEARCHES:
-        raise ValueError(f"unknown search {name!r} (available: {', '.join(available_searches())})")
-    function = _SEARCHES[name]
-    allowed = _OPTIONS[name]
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise ValueError(
-            f"bad option for search {name!r}: {', '.join(unknown)} "
-            f"(available: {', '.join(sorted(allowed))})"
-        )
-    search: Search = partial(function, **options)
-    return search
-
-
 def _keywords(*functions: Callable[..., Any]) -> frozenset[str]:
     names: set[str] = set()
     for function in functions:
@@ -119,18 +93,52 @@ def _keywords(*functions: Callable[..., Any]) -> frozenset[str]:
     return frozenset(names)
 
 
-_OPTIONS = {
-    "coarse-to-fine": _keywords(_coarse_to_fine, coarse_to_fine_search),
-    "greedy": _keywords(greedy_search),
-    "powerset": _keywords(powerset_search),
-}
+class SearchFactory:
+    """``factory(**options) -> Search``: ``function`` with ``options`` bound, after checking them
+    against ``allowed`` (the keyword-only parameters of the search and what it calls)."""
+
+    def __init__(self, name: str, function: Callable[..., Counterfactual], allowed: frozenset[str]):
+        self.name, self.function, self.allowed = name, function, allowed
+
+    def __call__(self, **options: Any) -> Search:
+        unknown = sorted(set(options) - self.allowed)
+        if unknown:
+            raise ValueError(
+                f"bad option for search {self.name!r}: {', '.join(unknown)} "
+                f"(available: {', '.join(sorted(self.allowed))})"
+            )
+        search: Search = partial(self.function, **options)
+        return search
+
+
+#: Every search by name: ``factory(**options) -> Search`` (registration order: the default first).
+SEARCHES: Registry[Search] = Registry("search", sort=False)
+SEARCHES.register(
+    "coarse-to-fine",
+    SearchFactory(
+        "coarse-to-fine", _coarse_to_fine, _keywords(_coarse_to_fine, coarse_to_fine_search)
+    ),
+)
+SEARCHES.register("greedy", SearchFactory("greedy", _greedy, _keywords(greedy_search)))
+SEARCHES.register("powerset", SearchFactory("powerset", _powerset, _keywords(powerset_search)))
+
+
+def available_searches() -> list[str]:
+    return SEARCHES.names()
+
+
+def make_search(name: str, **options: Any) -> Search:
+    """The search ``name`` with ``options`` bound (e.g. ``max_regions`` for greedy)."""
+    return SEARCHES.create(name, **options)
 
 
 __all__ = [
     "DEFAULT_SEARCH",
+    "SEARCHES",
     "Counterfactual",
     "Hierarchy",
     "Search",
+    "SearchFactory",
     "available_searches",
     "build_hierarchy",
     "coarse_to_fine_search",

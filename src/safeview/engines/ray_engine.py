@@ -24,9 +24,9 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,10 +36,15 @@ from safeview.batch import (
     Outcome,
     already_done,
     failed_record,
+    pipeline_of,
     process,
     remove_partial_files,
     settings_of,
 )
+
+if TYPE_CHECKING:
+    from safeview.options import SafeguardOptions
+    from safeview.pipeline import Pipeline
 
 #: Prefix of the private folder a local Ray runs in. Keep it short: Ray's sockets live below it
 #: and a Unix socket path is limited to about 107 bytes.
@@ -54,23 +59,25 @@ class SafeguardActor:
     """
 
     def __init__(self, out: str, options: dict[str, Any], viz: bool, threads: int) -> None:
+        """``options``: a :class:`~safeview.options.SafeguardOptions` as a mapping
+        (``to_dict()``); the actor builds its own :class:`~safeview.pipeline.Pipeline` from it."""
         from safeview.threads import budget_threads
 
         budget_threads(threads)  # before the models load (and numba is imported)
 
-        from safeview.guards import load_guard
+        from safeview.batch import pipeline_of
 
         self.out = Path(out)
-        self.options = dict(options)
         self.viz = viz
-        self.options["guard"] = load_guard(options["guard"], options.get("device"))
+        self.pipeline = pipeline_of(options)  # built once per actor: every stage, and the guard
+        self.pipeline.guard  # noqa: B018 - load the guard now, not on the first file
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         lines = []
         for key, path in zip(batch["key"], batch["path"], strict=True):
             job = Job(str(key), Path(str(path)), str(path))
             try:
-                record = process(job, self.out, self.options, self.viz).record
+                record = process(job, self.out, self.pipeline, self.viz).record
             except Exception as exc:  # a worker must report, never crash the job
                 record = failed_record(job, f"{job.name}: {type(exc).__name__}: {exc}")
             lines.append(json.dumps(record))
@@ -122,10 +129,22 @@ def ray_session(address: str | None) -> Iterator[None]:
         shutil.rmtree(private, ignore_errors=True)
 
 
+def _actor_options(pipeline: Pipeline) -> dict[str, Any]:
+    """The options an actor rebuilds its pipeline from: the JSON form, but a guard or attribution
+    object (API callers) travels as itself."""
+    options = pipeline.options
+    values = options.to_dict()
+    for name in ("guard", "attribution"):
+        if not isinstance(getattr(options, name), str):
+            values[name] = getattr(options, name)
+    values["device"] = options.device
+    return values
+
+
 def run_ray(
     jobs: list[Job],
     out: Path,
-    options: dict[str, Any],
+    options: Pipeline | SafeguardOptions | Mapping[str, Any],
     viz: bool,
     *,
     address: str | None = None,
@@ -136,14 +155,15 @@ def run_ray(
     out.mkdir(parents=True, exist_ok=True)
     remove_partial_files(out)
     previous = manifest.load()
-    settings = settings_of(options, viz)  # recorded per input; a rerun redoes what differs
+    pipeline = pipeline_of(options)  # validated here, before any actor starts
+    settings = settings_of(pipeline, viz)  # recorded per input; a rerun redoes what differs
     outcomes: dict[str, Outcome] = {}
     todo: list[Job] = []
     for job in jobs:
         if already_done(previous.get(job.key), settings):
             outcomes[job.key] = Outcome(job, previous[job.key], skipped=True)
         elif job.error or job.source is None:
-            outcome = process(job, out, options, viz)  # refused inputs and in-memory samples
+            outcome = process(job, out, pipeline, viz)  # refused inputs and in-memory samples
             outcome.record["settings"] = settings
             manifest.append(outcome.record)
             outcomes[job.key] = outcome
@@ -151,7 +171,7 @@ def run_ray(
             todo.append(job)
     if todo:
         with ray_session(address):
-            _run_actors(todo, out, options, viz, workers, manifest, outcomes, settings)
+            _run_actors(todo, out, pipeline, viz, workers, manifest, outcomes, settings)
     ordered = [outcomes[job.key] for job in jobs]
     manifest.rewrite([o.record for o in ordered])
     return ordered
@@ -160,7 +180,7 @@ def run_ray(
 def _run_actors(
     todo: list[Job],
     out: Path,
-    options: dict[str, Any],
+    pipeline: Pipeline,
     viz: bool,
     workers: int,
     manifest: Manifest,
@@ -177,7 +197,12 @@ def _run_actors(
     dataset = ray.data.from_items(items)
     results = dataset.map_batches(
         SafeguardActor,
-        fn_constructor_kwargs={"out": str(out), "options": options, "viz": viz, "threads": threads},
+        fn_constructor_kwargs={
+            "out": str(out),
+            "options": _actor_options(pipeline),
+            "viz": viz,
+            "threads": threads,
+        },
         batch_size=1,
         concurrency=workers,
         num_cpus=per_actor,

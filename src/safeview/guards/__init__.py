@@ -16,6 +16,7 @@ from safeview.guards.base import (
     scores,
     select_device,
 )
+from safeview.registry import Registry
 
 GuardFactory = Callable[[torch.device], Guard]
 
@@ -32,23 +33,37 @@ def _imagenet(device: torch.device) -> Guard:
     return ImageNetGuard(device)
 
 
-_FACTORIES: dict[str, GuardFactory] = {"open-nsfw": _open_nsfw, "imagenet": _imagenet}
+#: Every guard by name: ``factory(device) -> Guard``, loaded once per process and device.
+GUARDS: Registry[Guard] = Registry("guard")
+GUARDS.register("open-nsfw", _open_nsfw)
+GUARDS.register("imagenet", _imagenet)
 _CACHE: dict[tuple[str, str], Guard] = {}
 _LOCK = threading.Lock()
 
 
+def _forget(name: str) -> None:
+    """Drop the loaded guards of ``name``: a re-registered name loads from its new factory."""
+    with _LOCK:
+        for key in [key for key in _CACHE if key[0] == name]:
+            del _CACHE[key]
+
+
+GUARDS.on_change(_forget)
+
+
 def register_guard(name: str, factory: GuardFactory) -> None:
-    """Make ``factory(device) -> Guard`` loadable as ``name`` everywhere (API, CLI)."""
-    _FACTORIES[name] = factory
+    """Make ``factory(device) -> Guard`` loadable as ``name`` everywhere (API, CLI); a guard
+    already loaded under that name is forgotten."""
+    GUARDS.register(name, factory)
 
 
 def available_guards() -> list[str]:
-    return sorted(_FACTORIES)
+    return GUARDS.names()
 
 
 def is_checkpoint_path(guard: str) -> bool:
     """Whether ``guard`` names a checkpoint file rather than a registered guard."""
-    return guard not in _FACTORIES and (
+    return guard not in GUARDS and (
         guard.endswith((".pt", ".pth")) or os.sep in guard or os.path.isfile(guard)
     )
 
@@ -71,7 +86,7 @@ def load_guard(guard: str | Guard, device: str | torch.device | None = None) -> 
             if key not in _CACHE:
                 _CACHE[key] = TrainedGuard(path, resolved)
             return _CACHE[key]
-    if guard not in _FACTORIES:
+    if guard not in GUARDS:
         raise ValueError(
             f"unknown guard {guard!r} (available: {', '.join(available_guards())}, "
             "or a checkpoint from `safeview train`)"
@@ -79,11 +94,12 @@ def load_guard(guard: str | Guard, device: str | torch.device | None = None) -> 
     key = (guard, str(resolved))
     with _LOCK:
         if key not in _CACHE:
-            _CACHE[key] = _FACTORIES[guard](resolved)
+            _CACHE[key] = GUARDS.factory(guard)(resolved)
         return _CACHE[key]
 
 
 __all__ = [
+    "GUARDS",
     "Guard",
     "Verdict",
     "available_guards",

@@ -22,8 +22,7 @@ import numpy as np
 
 from safeview.guards import Guard, default_target, scores
 from safeview.io import load_image, resize
-
-EDITORS = ("obfuscate", "inpaint", "diffusers")
+from safeview.registry import Registry
 
 
 @dataclass
@@ -80,31 +79,31 @@ class ObfuscateEditor:
         threshold: float = 0.5,
         **segmenter_options: Any,
     ) -> None:
-        from safeview.render import STYLES
-        from safeview.segmentation import make_segmenter
+        from safeview.options import SafeguardOptions
 
-        if style not in STYLES:
-            raise ValueError(f"unknown style {style!r} (available: {', '.join(STYLES)})")
-        make_segmenter(segmenter, **segmenter_options)  # bad options fail here, not per image
         self.style, self.segmenter, self.max_regions = style, segmenter, max_regions
         self.threshold = threshold
         self.segmenter_options = segmenter_options
+        # Bad values fail here, not per image.
+        self.options = SafeguardOptions(
+            segmenter=segmenter,
+            segmenter_options=segmenter_options,
+            style=style,
+            threshold=threshold,
+            max_regions=max_regions,
+            on_failure="keep",
+        )
+        self._pipelines: dict[int, Any] = {}  # one Pipeline per guard object, reused per image
 
     def edit(
         self, pixels: np.ndarray, guard: Guard, instruction: str, mask: np.ndarray | None
     ) -> Edit:
-        from safeview.pipeline import safeguard
+        from safeview.pipeline import Pipeline
 
-        report = safeguard(
-            pixels,
-            guard,
-            segmenter=self.segmenter,
-            segmenter_options=self.segmenter_options,
-            style=self.style,
-            threshold=self.threshold,
-            max_regions=self.max_regions,
-            on_failure="keep",
-        )
+        pipeline = self._pipelines.get(id(guard))
+        if pipeline is None or pipeline.options.guard is not guard:
+            pipeline = self._pipelines[id(guard)] = Pipeline(self.options.replace(guard=guard))
+        report = pipeline.safeguard(pixels)
         edited = report.image if report.image is not None else pixels.copy()
         region_mask = (
             report.mask if report.mask is not None else np.zeros(pixels.shape[:2], dtype=bool)
@@ -254,16 +253,22 @@ class DiffusersEditor:
         )
 
 
+def _diffusers(**options: Any) -> Editor:
+    if "model" not in options:
+        raise ValueError("the diffusers editor needs a model (--model PATH_OR_HUB_ID)")
+    return DiffusersEditor(**options)
+
+
+#: Every pair editor by name: ``factory(**options) -> Editor``.
+EDITORS: Registry[Editor] = Registry("editor", sort=False)
+EDITORS.register("obfuscate", ObfuscateEditor)
+EDITORS.register("inpaint", InpaintEditor)
+EDITORS.register("diffusers", _diffusers)
+
+
 def make_editor(name: str, **options: Any) -> Editor:
-    if name == "obfuscate":
-        return ObfuscateEditor(**options)
-    if name == "inpaint":
-        return InpaintEditor(**options)
-    if name == "diffusers":
-        if "model" not in options:
-            raise ValueError("the diffusers editor needs a model (--model PATH_OR_HUB_ID)")
-        return DiffusersEditor(**options)
-    raise ValueError(f"unknown editor {name!r} (available: {', '.join(EDITORS)})")
+    """The editor ``name`` built with ``options``."""
+    return EDITORS.factory(name)(**options)
 
 
 def read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:

@@ -14,35 +14,54 @@ import numpy as np
 
 from safeview.rationale.base import Answer, Backend, Context, Prediction, Rationale, condition
 from safeview.rationale.policy import Policy, load_policy
+from safeview.registry import Registry
 
+#: The built-in backends, in order (``RATIONALES.names()`` also lists registered plug-ins).
 BACKENDS = ("grounded", "instructblip", "openai")
+#: Every rationale backend by name: ``factory(**options) -> Backend``.
+RATIONALES: Registry[Backend] = Registry("rationale backend", sort=False)
 _CACHE: dict[tuple[Any, ...], Backend] = {}
 _LOCK = threading.Lock()
 
 
-def make_backend(name: str, **options: Any) -> Backend:
-    """A backend by name; backends that load models are kept per process (same options)."""
-    if name not in BACKENDS:
-        raise ValueError(f"unknown rationale backend {name!r} (available: {', '.join(BACKENDS)})")
-    key = (name, tuple(sorted((k, repr(v)) for k, v in options.items())))
+def _forget(name: str) -> None:
     with _LOCK:
-        if key not in _CACHE:
-            _CACHE[key] = _build(name, **options)
-        return _CACHE[key]
+        for key in [key for key in _CACHE if key[0] == name]:
+            del _CACHE[key]
 
 
-def _build(name: str, **options: Any) -> Backend:
-    if name == "grounded":
-        from safeview.rationale.grounded import GroundedBackend
+RATIONALES.on_change(_forget)
 
-        return GroundedBackend(**options)
-    if name == "openai":
-        from safeview.rationale.openai_backend import OpenAIBackend
 
-        return OpenAIBackend(**options)
+@RATIONALES.register("grounded")
+def _grounded(**options: Any) -> Backend:
+    from safeview.rationale.grounded import GroundedBackend
+
+    return GroundedBackend(**options)
+
+
+@RATIONALES.register("instructblip")
+def _instructblip(**options: Any) -> Backend:
     from safeview.rationale.instructblip import InstructBlipBackend
 
     return InstructBlipBackend(**options)
+
+
+@RATIONALES.register("openai")
+def _openai(**options: Any) -> Backend:
+    from safeview.rationale.openai_backend import OpenAIBackend
+
+    return OpenAIBackend(**options)
+
+
+def make_backend(name: str, **options: Any) -> Backend:
+    """A backend by name; backends that load models are kept per process (same options)."""
+    RATIONALES.factory(name)  # an unknown name fails here, naming what is available
+    key = (name, tuple(sorted((k, repr(v)) for k, v in options.items())))
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = RATIONALES.factory(name)(**options)
+        return _CACHE[key]
 
 
 def predictions(
@@ -109,6 +128,7 @@ def explain(
 
 __all__ = [
     "BACKENDS",
+    "RATIONALES",
     "Answer",
     "Context",
     "Policy",

@@ -12,6 +12,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from safeview.registry import Registry
+
 
 class Segmenter(Protocol):
     name: str
@@ -29,31 +31,26 @@ def _classic(class_name: str) -> Callable[..., Segmenter]:
     return factory
 
 
-_FACTORIES: dict[str, Callable[..., Segmenter]] = {
-    "slic": _classic("SLIC"),
-    "felzenszwalb": _classic("Felzenszwalb"),
-    "watershed": _classic("CompactWatershed"),
-}
+#: Every segmenter by name: ``factory(**options) -> Segmenter``.
+SEGMENTERS: Registry[Segmenter] = Registry("segmenter")
+SEGMENTERS.register("slic", _classic("SLIC"))
+SEGMENTERS.register("felzenszwalb", _classic("Felzenszwalb"))
+SEGMENTERS.register("watershed", _classic("CompactWatershed"))
 
 
 def register_segmenter(name: str, factory: Callable[..., Segmenter]) -> None:
     """Make ``factory(**options) -> Segmenter`` available as ``name`` (API and CLI)."""
-    _FACTORIES[name] = factory
+    SEGMENTERS.register(name, factory)
 
 
 def available_segmenters() -> list[str]:
-    return sorted(_FACTORIES)
+    return SEGMENTERS.names()
 
 
 def make_segmenter(method: str, **options: Any) -> Segmenter:
-    if method not in _FACTORIES:
-        raise ValueError(
-            f"unknown segmenter {method!r} (available: {', '.join(available_segmenters())})"
-        )
-    try:
-        return _FACTORIES[method](**options)
-    except TypeError as exc:
-        raise ValueError(f"bad option for segmenter {method!r}: {exc}") from None
+    """The segmenter ``method`` built with ``options`` (``ValueError`` for an unknown name or a bad
+    option)."""
+    return SEGMENTERS.create(method, **options)
 
 
 def relabel(labels: np.ndarray) -> np.ndarray:
@@ -84,6 +81,7 @@ def segment(
 
 
 __all__ = [
+    "SEGMENTERS",
     "Segmenter",
     "available_segmenters",
     "make_segmenter",

@@ -592,11 +592,18 @@ _MODERATION_BODY: dict[str, Any] = {
     },
 }
 
+
+def _styles() -> list[str]:
+    from safeview.render import RENDERERS
+
+    return RENDERERS.names()
+
+
 _OPTION_SCHEMAS: dict[str, dict[str, Any]] = {
     "guard": {"type": "string"},
     "attribution": {"type": "string", "enum": list(ALL_ATTRIBUTIONS)},
     "segmenter": {"type": "string"},
-    "style": {"type": "string", "enum": ["blur", "pixelate", "fill", "inpaint"]},
+    "style": {"type": "string", "enum": _styles()},
     "on_failure": {"type": "string", "enum": ["blur-all", "keep", "error"]},
     "threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
     "max_regions": {"type": "integer", "minimum": 1},
@@ -838,15 +845,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/config", responses=_errors(401))
     async def config(request: Request) -> dict[str, Any]:
         """What the review page offers: guards, segmenters, styles, and whether a key is needed."""
-        from safeview.render import STYLES
-        from safeview.segmentation import available_segmenters
+        from safeview.render import RENDERERS
+        from safeview.segmentation import SEGMENTERS
 
         authorise(request)
         return {
             "guards": list(settings.guards),
             "default_guard": settings.guard,
-            "segmenters": available_segmenters(),
-            "styles": list(STYLES),
+            "segmenters": SEGMENTERS.names(),
+            "styles": RENDERERS.names(),
             "attributions": list(settings.attributions),
             "rationales": list(settings.rationales),
             "api_key_required": bool(settings.api_key),

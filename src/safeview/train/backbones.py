@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from safeview.guards.base import disable_inplace
+from safeview.registry import Registry
 
 IMAGENET_MEAN = np.asarray((0.485, 0.456, 0.406), dtype=np.float32)
 IMAGENET_STD = np.asarray((0.229, 0.224, 0.225), dtype=np.float32)
@@ -173,27 +174,23 @@ def _load_weights(model: torch.nn.Module, path: str | Path) -> None:
     model.load_state_dict(usable, strict=False)
 
 
-_FACTORIES: dict[str, BackboneFactory] = {
-    "efficientnet-lite0": _efficientnet_lite0,
-    "resnet50": _resnet50,
-    "open-nsfw": _open_nsfw,
-}
+#: Every training backbone by name: ``factory(pretrained, weights) -> Backbone``.
+BACKBONES: Registry[Backbone] = Registry("backbone")
+BACKBONES.register("efficientnet-lite0", _efficientnet_lite0)
+BACKBONES.register("resnet50", _resnet50)
+BACKBONES.register("open-nsfw", _open_nsfw)
 
 
 def register_backbone(name: str, factory: BackboneFactory) -> None:
     """Make ``factory(pretrained, weights) -> Backbone`` available as ``name``."""
-    _FACTORIES[name] = factory
+    BACKBONES.register(name, factory)
 
 
 def available_backbones() -> list[str]:
-    return sorted(_FACTORIES)
+    return BACKBONES.names()
 
 
 def make_backbone(
     name: str, *, pretrained: bool = True, weights: str | Path | None = None
 ) -> Backbone:
-    if name not in _FACTORIES:
-        raise ValueError(
-            f"unknown backbone {name!r} (available: {', '.join(available_backbones())})"
-        )
-    return _FACTORIES[name](pretrained, weights)
+    return BACKBONES.factory(name)(pretrained, weights)
