@@ -157,3 +157,27 @@ def test_atomic_write_leaves_no_partial_file(tmp_path: Path) -> None:
         atomic_write(target, 12345)  # type: ignore[arg-type]
     assert target.read_bytes() == b"abc"  # the old file survives a failed write
     assert [p.name for p in target.parent.iterdir()] == ["x.bin"]  # no temp file left
+
+
+def test_image_errors_are_typed_with_their_http_status(tmp_path: Path) -> None:
+    from safeview.io import CorruptImageError, ImageTooLargeError, UnsupportedFormatError
+
+    truncated = _encode(Image.fromarray(np.full((64, 64, 3), 7, np.uint8)), "JPEG")
+    bomb = _encode(Image.new("L", (5000, 5000)), "PNG")
+    cases = [
+        (b"hello, not an image", UnsupportedFormatError, 415),
+        (_encode(Image.new("RGB", (16, 16)), "ICO"), UnsupportedFormatError, 415),
+        (bomb, ImageTooLargeError, 413),
+        (b"", CorruptImageError, 400),
+        (truncated[: len(truncated) // 2], CorruptImageError, 400),
+    ]
+    for data, kind, status in cases:
+        # A name that reads like another error must not change the type: it is in the message.
+        with pytest.raises(kind) as info:
+            load_image(data, name="unsupported format, pixel budget", max_pixels=1_000_000)
+        assert type(info.value) is kind and info.value.http_status == status
+    with pytest.raises(ImageInputError) as other:
+        load_image(tmp_path / "missing.png")
+    assert type(other.value) is ImageInputError and other.value.http_status == 400
+    for kind in (CorruptImageError, ImageTooLargeError, UnsupportedFormatError):
+        assert issubclass(kind, ImageInputError) and issubclass(kind, ValueError)

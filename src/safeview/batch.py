@@ -33,12 +33,13 @@ import contextlib
 import json
 import os
 import stat
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from safeview.io import IMAGE_EXTENSIONS, OUTPUT_EXTENSIONS, ImageInputError
+from safeview.files import walk_images
+from safeview.io import OUTPUT_EXTENSIONS, ImageInputError
 
 if TYPE_CHECKING:
     from safeview.options import SafeguardOptions
@@ -84,17 +85,6 @@ class Outcome:
     @property
     def ok(self) -> bool:
         return self.record["status"] == "ok"
-
-
-def _walk(root: Path, skip: frozenset[Path] = frozenset()) -> Iterable[tuple[Path, bool]]:
-    """(file, is_symlink) for every image-named entry under ``root``; symlinked folders are not
-    followed, and a folder or file in ``skip`` (resolved paths) is left out."""
-    for folder, directories, files in os.walk(root, followlinks=False):
-        directories[:] = sorted(d for d in directories if _resolved(Path(folder) / d) not in skip)
-        for name in sorted(files):
-            path = Path(folder) / name
-            if path.suffix.lower() in IMAGE_EXTENSIONS and _resolved(path) not in skip:
-                yield path, path.is_symlink()
 
 
 def _resolved(path: Path) -> Path:
@@ -144,7 +134,7 @@ def collect(
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            found = list(_walk(path, skip))
+            found = [(entry.path, entry.is_symlink) for entry in walk_images(path, skip=skip)]
             if not found:
                 errors.append(f"{raw}: no images found in directory")
             for item, is_link in found:

@@ -50,7 +50,30 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
 class ImageInputError(ValueError):
-    """An input that is not a usable image. The message is one line and names the input."""
+    """An input that is not a usable image. The message is one line and names the input.
+
+    ``http_status`` is the status a web service answers with; the subclasses say what went wrong
+    without anyone reading the message (which names the input, so may contain any text)."""
+
+    http_status: int = 400
+
+
+class ImageTooLargeError(ImageInputError):
+    """The image is over the pixel budget (by its header, or a decompression bomb)."""
+
+    http_status = 413
+
+
+class UnsupportedFormatError(ImageInputError):
+    """Not an image that the decoder recognises, or a format outside :data:`ALLOWED_FORMATS`."""
+
+    http_status = 415
+
+
+class CorruptImageError(ImageInputError):
+    """A recognised image that cannot be decoded: empty, truncated, malformed, no pixels."""
+
+    http_status = 400
 
 
 @dataclass
@@ -165,16 +188,16 @@ def _guarded(label: str, what: str, step: Callable[[], _T]) -> _T:
     except ImageInputError:
         raise
     except Image.DecompressionBombError:
-        raise ImageInputError(f"{label}: image exceeds the pixel budget") from None
+        raise ImageTooLargeError(f"{label}: image exceeds the pixel budget") from None
     except Exception as exc:  # a malformed file may make a decoder raise anything at all
-        raise ImageInputError(
+        raise CorruptImageError(
             f"{label}: {what} ({type(exc).__name__}: {_one_line(exc)})"[:500]
         ) from None
 
 
 def _decode_bytes(data: bytes, label: str, max_pixels: int) -> LoadedImage:
     if not data:
-        raise ImageInputError(f"{label}: empty file (0 bytes)")
+        raise CorruptImageError(f"{label}: empty file (0 bytes)")
     digest = hashlib.sha256(data).hexdigest()
     with warnings.catch_warnings(record=True) as caught:
         # Pillow warns on huge images (our own budget is checked below) and on oddities such as a
@@ -182,7 +205,7 @@ def _decode_bytes(data: bytes, label: str, max_pixels: int) -> LoadedImage:
         warnings.simplefilter("always")
         image = _guarded(label, "cannot read image header", lambda: _open(data, label))
         if image.format not in ALLOWED_FORMATS:
-            raise ImageInputError(
+            raise UnsupportedFormatError(
                 f"{label}: unsupported format {image.format} "
                 f"(allowed: {', '.join(sorted(ALLOWED_FORMATS))})"
             )
@@ -201,15 +224,15 @@ def _open(data: bytes, label: str) -> Image.Image:
     try:
         return Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
-        raise ImageInputError(f"{label}: not a recognised image") from None
+        raise UnsupportedFormatError(f"{label}: not a recognised image") from None
 
 
 def _check_budget(size: tuple[int, int], label: str, max_pixels: int) -> None:
     width, height = size
     if width <= 0 or height <= 0:
-        raise ImageInputError(f"{label}: image has no pixels ({width}x{height})")
+        raise CorruptImageError(f"{label}: image has no pixels ({width}x{height})")
     if width * height > max_pixels:
-        raise ImageInputError(
+        raise ImageTooLargeError(
             f"{label}: {width}x{height} = {width * height} pixels exceeds the pixel budget "
             f"of {max_pixels}"
         )

@@ -102,18 +102,61 @@ def test_safeguard_raw_body_json_and_image(client: TestClient) -> None:
 
 
 def test_safeguard_multipart_is_parsed_in_memory(client: TestClient, monkeypatch) -> None:
+    import importlib.util
     import tempfile
 
+    import starlette.formparsers
+
+    import safeview.service.app as service_app
+
+    spooled: list[str] = []
+
     def no_temp_files(*args: object, **kwargs: object) -> None:
+        spooled.append("temporary file")
         raise AssertionError("the original was spooled to a temporary file")
 
+    # Patched where it is looked up too: Starlette imported SpooledTemporaryFile by name.
+    monkeypatch.setattr(starlette.formparsers, "SpooledTemporaryFile", no_temp_files)
     monkeypatch.setattr(tempfile, "SpooledTemporaryFile", no_temp_files)
-    big = png(np.kron(red_square_image(), np.ones((8, 8, 1), np.uint8)))  # over 1 MiB? close
-    response = client.post(
-        "/v1/safeguard", files={"file": ("x.png", big, "image/png")}, data={"style": "fill"}
-    )
+    parsed: list[tuple[bytes, list[tuple[str, bytes]]]] = []
+    own_parser = service_app.parse_form
+
+    def recording_parser(body: bytes, *args: object, **kwargs: object) -> list[tuple[str, bytes]]:
+        parts = own_parser(body, *args, **kwargs)  # type: ignore[arg-type]
+        parsed.append((body, parts))
+        return parts
+
+    monkeypatch.setattr(service_app, "parse_form", recording_parser)
+    big = png(np.kron(red_square_image(), np.ones((8, 8, 1), np.uint8)))
+    files = {"file": ("x.png", big, "image/png")}
+
+    if importlib.util.find_spec("python_multipart") is not None:
+        # The patch bites: Starlette's own form parser, which spools every file part, fails.
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import PlainTextResponse
+        from starlette.routing import Route
+
+        async def starlette_form(request: Request) -> PlainTextResponse:
+            await request.form()
+            return PlainTextResponse("parsed")
+
+        control = Starlette(routes=[Route("/", starlette_form, methods=["POST"])])
+        with TestClient(control, raise_server_exceptions=False) as other:
+            assert other.post("/", files=files).status_code == 500
+        assert spooled
+        spooled.clear()
+
+    response = client.post("/v1/safeguard", files=files, data={"style": "fill"})
     assert response.status_code == 200, response.text
     assert response.json()["report"]["style"] == "fill"
+    assert not spooled
+    # The service's own parser got the whole body in memory and found the original in it.
+    assert len(parsed) == 1
+    body, parts = parsed[0]
+    assert (
+        isinstance(body, bytes) and dict(parts)["file"] == big and dict(parts)["style"] == b"fill"
+    )
 
 
 @pytest.mark.parametrize(

@@ -25,25 +25,23 @@ def find_target_layer(module: torch.nn.Module, example: torch.Tensor) -> torch.n
     calls: list[tuple[torch.nn.Module, tuple[int, ...]]] = []
     counts: dict[int, int] = {}
     handles = []
-    lock = module_lock(module)
-    lock.acquire()
-    for child in module.modules():
-        if child is module or any(True for _ in child.children()):
-            continue
+    with module_lock(module):  # released even when adding a hook or the forward pass raises
+        try:
+            for child in module.modules():
+                if child is module or any(True for _ in child.children()):
+                    continue
 
-        def hook(m: torch.nn.Module, _i: object, out: object) -> None:
-            counts[id(m)] = counts.get(id(m), 0) + 1
-            if isinstance(out, torch.Tensor):
-                calls.append((m, tuple(out.shape)))
+                def hook(m: torch.nn.Module, _i: object, out: object) -> None:
+                    counts[id(m)] = counts.get(id(m), 0) + 1
+                    if isinstance(out, torch.Tensor):
+                        calls.append((m, tuple(out.shape)))
 
-        handles.append(child.register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            module(example)
-    finally:
-        for handle in handles:
-            handle.remove()
-        lock.release()
+                handles.append(child.register_forward_hook(hook))
+            with torch.no_grad():
+                module(example)
+        finally:
+            for handle in handles:
+                handle.remove()
     for layer, shape in reversed(calls):
         if len(shape) == 4 and shape[2] > 1 and shape[3] > 1 and counts[id(layer)] == 1:
             return layer

@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 
 from safeview.guards.base import select_device
-from safeview.guards.trained import GuardNet
 from safeview.io import load_image, resize
+from safeview.models.backbones import make_backbone
+from safeview.models.network import GuardNet
 from safeview.pairs.make import read_manifest
-from safeview.train.backbones import make_backbone
 from safeview.train.data import Dataset, load_pixels, split, subsample
 from safeview.train.trainer import embed, fit_probe, metrics
 

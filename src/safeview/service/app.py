@@ -201,12 +201,10 @@ def _error_response(
 
 
 def _image_error(exc: ImageInputError) -> ServiceError:
-    message = str(exc)
-    if "pixel budget" in message:
-        return ServiceError(413, "image_too_large", message)
-    if "not a recognised image" in message or "unsupported format" in message:
-        return ServiceError(415, "unsupported_media_type", message)
-    return ServiceError(400, "invalid_image", message)
+    """By the error's type (``exc.http_status``), never by its message, which names the input."""
+    status = exc.http_status
+    code = {413: "image_too_large", 415: "unsupported_media_type"}.get(status, "invalid_image")
+    return ServiceError(status, code, str(exc))
 
 
 class Limiter:

@@ -7,7 +7,7 @@ Layouts (CATEGORY is ``--category``):
   category folders are left out;
 * ``DATA/CATEGORY/safe/`` and ``DATA/CATEGORY/unsafe/``.
 
-Folders are searched recursively; symlinks are not followed.
+Folders are searched recursively (:func:`safeview.files.walk_images`); symlinks are left out.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from safeview.io import IMAGE_EXTENSIONS, ImageInputError, load_image, resize
+from safeview.files import walk_images
+from safeview.io import ImageInputError, load_image, resize
 
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
 
@@ -48,16 +49,13 @@ class Dataset:
 
 
 def image_files(folder: Path) -> list[Path]:
-    """Image files under ``folder``, sorted, symlinks and hidden files skipped."""
-    found = []
-    for path in sorted(folder.rglob("*")):
-        if path.is_symlink() or any(
-            part.startswith(".") for part in path.relative_to(folder).parts
-        ):
-            continue
-        if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
-            found.append(path)
-    return found
+    """The image files under ``folder`` as :func:`safeview.files.walk_images` finds them (the
+    folder walk of every command), less what a batch would refuse: symbolic links and entries
+    that are not regular files. Sorted by path, so a data set's order (and its split) does not
+    depend on how deep its files are."""
+    return sorted(
+        entry.path for entry in walk_images(folder) if not entry.is_symlink and entry.path.is_file()
+    )
 
 
 def find_dataset(root: str | Path, category: str) -> Dataset:

@@ -14,17 +14,17 @@ import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from safeview.guards.base import select_device
-from safeview.guards.trained import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, GuardNet
 from safeview.io import atomic_write
-from safeview.train.backbones import Backbone, make_backbone, normalize
+from safeview.models import select_device
+from safeview.models.backbones import Backbone, make_backbone, normalize
+from safeview.models.checkpoint import save_checkpoint as write_checkpoint
+from safeview.models.network import GuardNet
 from safeview.train.data import Dataset, load_pixels, split
 
 #: progress(stage, advance_by, total): called as work is done ("decode", "epoch N", "embed").
@@ -152,27 +152,16 @@ def save_checkpoint(
     kind: str,
     extra: dict[str, Any],
 ) -> None:
-    state = {k: v.detach().cpu().contiguous() for k, v in network.state_dict().items()}
-    checkpoint = {
-        "format": CHECKPOINT_FORMAT,
-        "format_version": CHECKPOINT_VERSION,
-        "kind": kind,
-        "category": config.category,
-        "categories": ["safe", config.category],
-        "backbone": backbone.name,
-        "backbone_weights": backbone.weights,
-        "feature_dim": backbone.dim,
-        "input_size": list(backbone.input_size),
-        "normalization": backbone.normalization,
-        "config": asdict(config),
-        "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "state_dict": state,
-        **extra,
-    }
-    buffer = io.BytesIO()
-    torch.save(checkpoint, buffer)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(output, buffer.getvalue())
+    """Write the checkpoint (format: :mod:`safeview.models.checkpoint`)."""
+    write_checkpoint(
+        output,
+        network,
+        backbone,
+        kind=kind,
+        category=config.category,
+        config=asdict(config),
+        extra=extra,
+    )
 
 
 def _augment(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
