@@ -234,7 +234,7 @@ def safeguard(
         typer.Option(
             min=1,
             help="Candidate images per forward pass in the search (default: the search's own: "
-            "8 coarse-to-fine, 4 greedy, 32 powerset).",
+            "4 coarse-to-fine and greedy, 32 powerset).",
         ),
     ] = None,
     engine: Annotated[

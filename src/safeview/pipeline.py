@@ -291,34 +291,70 @@ class Pipeline:
             passes["verify"] += len(outputs)
             return probs
 
-        full_mask, output, encoded = render_full(result.chosen)
-        probs_after = verify([(full_mask, output, encoded)])[0]
-        still = bool(is_flagged(model, probs_after, target, options.threshold)[0])
-        if result.flipped and still:
-            # A flip found at working resolution can be marginal and not survive full resolution
-            # and encoding. Verify the search's larger candidates on the encoded output, a few at
-            # a time, smallest first.
-            candidates = result.fallback_sets
+        def first_verified(candidates: list[list[int]]) -> tuple[Any, ...] | None:
+            """The first candidate whose encoded full-resolution output no longer flags, with
+            (chosen, mask, pixels, file, probabilities); scored a few at a time."""
             for start_index in range(0, len(candidates), 4):
                 chunk = candidates[start_index : start_index + 4]
                 outputs = [render_full(candidate) for candidate in chunk]
                 probs = verify(outputs)
                 flags = is_flagged(model, probs, target, options.threshold)
-                held = [i for i in range(len(chunk)) if not flags[i]]
-                if held:
-                    chosen = list(chunk[held[0]])
-                    full_mask, output, encoded = outputs[held[0]]
-                    probs_after, still = probs[held[0]], False
-                    result.chosen = chosen
-                    report.obfuscated_fraction_unpruned = max(
-                        report.obfuscated_fraction_unpruned,
-                        round(float(result.area[chosen].sum()) / total_pixels, 6),
-                    )
-                    report.warnings.append(
-                        "the working-resolution flip did not hold at full resolution: "
-                        f"kept a larger candidate of {len(chosen)} regions, verified on the output"
-                    )
+                for i in range(len(chunk)):
+                    if not flags[i]:
+                        return (list(chunk[i]), *outputs[i], probs[i])
+            return None
+
+        full_mask, output, encoded = render_full(result.chosen)
+        probs_after = verify([(full_mask, output, encoded)])[0]
+        still = bool(is_flagged(model, probs_after, target, options.threshold)[0])
+        if result.flipped and still:
+            # A flip found at working resolution can be marginal and not survive full resolution
+            # and encoding. Verify the search's larger candidates on the output, smallest first;
+            # failing that, search again for a more decisive flip (a wider margin) and verify it.
+            held = first_verified(result.fallback_sets)
+            for extra in (0.1, 0.25):
+                if held is not None:
                     break
+                margin = min(0.49, options.margin + extra)
+
+                def decisive(probs: np.ndarray, margin: float = margin) -> np.ndarray:
+                    return is_flagged(model, probs, target, options.threshold, margin=margin)
+
+                with _timed(timings, "search"):
+                    again = self.search(
+                        predict, decisive, bind(renderer, working), labels, heatmap, working
+                    )
+                passes["search"] += again.images_scored
+                if again.flipped:
+                    held = first_verified([again.chosen, *again.fallback_sets[:3]])
+                    if held is not None:
+                        result = again
+                        report.warnings.append(
+                            "the first flip did not hold at full resolution: searched again "
+                            f"with margin {margin:.2f}"
+                        )
+            if held is None:
+                # Last resort before failing closed: grow the set along the attribution order
+                # (doubling), short of the whole image, verified on the output.
+                grown, k = [], 2
+                while k < len(result.order):
+                    candidate = sorted(set(result.chosen) | set(result.order[:k]))
+                    if len(candidate) < len(result.order):
+                        grown.append(candidate)
+                    k *= 2
+                held = first_verified(grown)
+            if held is not None:
+                chosen, full_mask, output, encoded, probs_after = held
+                still = False
+                result.chosen = chosen
+                report.obfuscated_fraction_unpruned = max(
+                    report.obfuscated_fraction_unpruned,
+                    round(float(result.area[chosen].sum()) / total_pixels, 6),
+                )
+                report.warnings.append(
+                    "the working-resolution flip did not hold at full resolution: "
+                    f"kept a candidate of {len(chosen)} regions verified on the output"
+                )
         report.forward_passes = {
             "classify": 1,
             "attribution": 1,
@@ -439,7 +475,7 @@ def safeguard(
         guard's input size. The output is always rendered at the original resolution.
     batch_size:
         Candidate images per forward pass in the search (default: the search's own, 4 for
-        greedy, 8 for coarse-to-fine, 32 for powerset).
+        greedy and coarse-to-fine, 32 for powerset).
     rationale:
         Also explain why, with this backend (``"grounded"``, ``"instructblip"``, ``"openai"``;
         ``rationale_options`` go to it); the result is ``report.rationale``.

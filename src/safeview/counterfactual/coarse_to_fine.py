@@ -64,9 +64,9 @@ def coarse_to_fine_search(
     *,
     fine_budget: int = 10,
     start_regions: int = 6,
-    batch_size: int = 8,
+    batch_size: int = 4,
     prune: bool = True,
-    max_prune_rounds: int = 6,
+    max_prune_rounds: int = 4,
     prune_levels: int = 2,
     max_fallbacks: int = 12,
 ) -> Counterfactual:
@@ -282,28 +282,45 @@ def _prune(
     stats: dict[str, int],
     max_set: int = 24,
 ) -> tuple[list[int], np.ndarray, list[list[int]]]:
-    """Drop the largest unit (a list of fine regions) whose removal keeps the flip, one per round
-    (leave-one-out subsets scored in one batch); returns the remaining fine regions, their
-    probabilities and every set passed through on the way (each a flip, larger than the result)."""
-    chain = [sorted(r for unit in units for r in unit)]
+    """Drop units (lists of fine regions) that are not needed to keep the flip.
+
+    Each round scores every leave-one-out subset in one batch; the units whose removal alone keeps
+    the flip are then dropped together, largest first, as far as the flip holds (their cumulative
+    removals scored in a second batch), instead of one per round. Returns the remaining fine
+    regions, their probabilities and every set passed through on the way (each a flip, larger
+    than the result)."""
+
+    def union(kept: list[list[int]]) -> list[int]:
+        return sorted(r for unit in kept for r in unit)
+
+    def score(sets: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        scored = predict([render(np.isin(labels, s)) for s in sets])
+        stats["images"] += len(sets)
+        stats["batches"] += 1
+        return scored, still_flagged(scored)
+
+    chain = [union(units)]
     for _ in range(max_rounds):
         if len(units) <= 1 or len(units) > max_set:
             break
-        subsets = [
-            [r for j, unit in enumerate(units) if j != drop for r in unit]
-            for drop in range(len(units))
-        ]
-        scored = predict([render(np.isin(labels, s)) for s in subsets])
-        stats["images"] += len(subsets)
-        stats["batches"] += 1
-        flags = still_flagged(scored)
-        removable = [i for i in range(len(units)) if not flags[i]]
+        alone, flags = score([union(units[:i] + units[i + 1 :]) for i in range(len(units))])
+        removable = sorted(
+            (i for i in range(len(units)) if not flags[i]),
+            key=lambda i: -int(area[units[i]].sum()),
+        )
         if not removable:
             break
-        best = max(removable, key=lambda i: int(area[units[i]].sum()))
-        units = [unit for j, unit in enumerate(units) if j != best]
-        probs = scored[best]
-        chain.append(sorted(r for unit in units for r in unit))
+        drop, probs = [removable[0]], alone[removable[0]]
+        if len(removable) > 1:
+            cumulative = [removable[:k] for k in range(2, len(removable) + 1)]
+            sets = [union([u for j, u in enumerate(units) if j not in c]) for c in cumulative]
+            together, flags = score(sets)
+            for k in range(len(cumulative) - 1, -1, -1):
+                if not flags[k] and len(cumulative[k]) < len(units):
+                    drop, probs = cumulative[k], together[k]
+                    break
+        units = [unit for j, unit in enumerate(units) if j not in drop]
+        chain.append(union(units))
     return chain[-1], probs, chain[:-1]
 
 
