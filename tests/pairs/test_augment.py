@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 
 from safeview.pairs import make_editor, make_pairs
-from safeview.pairs.augment import markdown_table, match_pairs, plot, run_experiment
+from safeview.pairs.augment import (
+    markdown_table,
+    match_pairs,
+    plot,
+    run_experiment,
+    write_outputs,
+)
 from safeview.pairs.make import read_manifest
 from safeview.train import find_dataset, split
 from tests.conftest import RedGuard
@@ -39,3 +46,8 @@ def test_augmentation_experiment(tmp_path: Path) -> None:
     assert table.count("\n") == 4 and "| 25% |" in table
     plot(result, tmp_path / "augment.png")
     assert (tmp_path / "augment.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    written = tmp_path / "written"
+    assert write_outputs(result, written) == table
+    assert (written / "augment.md").read_text() == table
+    assert json.loads((written / "augment.json").read_text()) == result
+    assert (written / "augment.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -124,3 +124,17 @@ def test_rerun_after_a_kill_mid_write(unsafe_dir: Path, tmp_path: Path) -> None:
     assert summary["sources"] == 7 and summary["skipped_already_done"] == 6
     assert len(read_manifest(out)) == 7
     assert not list(out.rglob(".safeview-*.tmp"))
+
+
+def test_a_guard_trained_for_another_category_is_refused(unsafe_dir: Path, tmp_path: Path) -> None:
+    from safeview.pairs import check_guard_category
+
+    class TrainedForBlue(RedGuard):
+        category = "blue"
+
+    check_guard_category(RedGuard(), "red")  # a guard without a category verifies any
+    check_guard_category(TrainedForBlue(), "blue")
+    out = tmp_path / "pairs"
+    with pytest.raises(ValueError, match="trained for 'blue', not 'red'"):
+        make_pairs(unsafe_dir, out, "red", make_editor("inpaint"), TrainedForBlue())
+    assert not out.exists()  # refused before anything is written

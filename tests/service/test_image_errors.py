@@ -10,7 +10,7 @@ from safeview.io import (
     ImageTooLargeError,
     UnsupportedFormatError,
 )
-from safeview.service.app import _image_error
+from safeview.service.errors import image_error as _image_error
 
 MISLEADING = "upload: unsupported format, not a recognised image, over the pixel budget"
 

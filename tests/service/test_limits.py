@@ -114,7 +114,7 @@ def test_slow_attribution_and_model_backends_are_operator_only(client: TestClien
 
 
 def test_instructblip_needs_a_local_model_folder(tmp_path, monkeypatch) -> None:
-    from safeview.service.app import _options
+    from safeview.service.options import request_options
 
     with pytest.raises(ValueError, match="local model folder"):
         service_settings(rationales=("grounded", "instructblip"))
@@ -127,10 +127,10 @@ def test_instructblip_needs_a_local_model_folder(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("SAFEVIEW_INSTRUCTBLIP_MODEL", str(tmp_path))
     monkeypatch.setenv("SAFEVIEW_PRELOAD", "")
     settings = Settings.from_env()
-    options, _ = _options(
+    options, _ = request_options(
         {"guard": "open-nsfw", "rationale": "instructblip", "attribution": "ablationcam"}, settings
     )
-    assert options["rationale_options"] == {"model": str(tmp_path)}
+    assert options.rationale_options == {"model": str(tmp_path)}
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     create_app(settings)
     import os

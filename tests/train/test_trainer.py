@@ -166,3 +166,29 @@ def test_damaged_training_state_is_a_clear_error(dataset_dir: Path, tmp_path: Pa
     with pytest.raises(ValueError, match="--no-resume"):
         train_guard(data, tmp_path / "guard.pt", config)
     assert train_guard(data, tmp_path / "guard.pt", config, resume=False).kind == "finetune"
+
+
+def test_result_summary_is_json() -> None:
+    import json
+
+    from safeview.train import TrainResult
+
+    result = TrainResult(
+        output=Path("g.pt"),
+        kind="probe",
+        metrics={"test": {"accuracy": 1.0}},
+        split_sizes={"train": 8, "val": 1, "test": 1},
+        history=[{"epoch": 1, "train_loss": 0.5}],
+        seconds=1.5,
+    )
+    summary = json.loads(json.dumps(result.to_dict()))
+    assert summary == {
+        "schema_version": "1.0",
+        "output": "g.pt",
+        "kind": "probe",
+        "metrics": {"test": {"accuracy": 1.0}},
+        "split": {"train": 8, "val": 1, "test": 1},
+        "best_epoch": None,
+        "history": [{"epoch": 1, "train_loss": 0.5}],
+        "seconds": 1.5,
+    }

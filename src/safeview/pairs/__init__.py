@@ -8,7 +8,7 @@ the pairs add to a lightweight guard's training data.
 
 from safeview.pairs.editors import EDITORS, Edit, Editor, make_editor
 from safeview.pairs.evaluate import GuardJudge, VLMJudge, evaluate_pairs
-from safeview.pairs.make import category_policy, make_pairs, read_manifest
+from safeview.pairs.make import category_policy, check_guard_category, make_pairs, read_manifest
 from safeview.pairs.verify import Verification, ssim_outside, verify
 
 __all__ = [
@@ -19,6 +19,7 @@ __all__ = [
     "VLMJudge",
     "Verification",
     "category_policy",
+    "check_guard_category",
     "evaluate_pairs",
     "make_editor",
     "make_pairs",

@@ -9,6 +9,7 @@ test images are never used), for several subsampling seeds; test metrics are com
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -169,6 +170,19 @@ def markdown_table(result: dict[str, Any]) -> str:
             f"{row['accuracy_gain']:+.3f} | {row['f1_without']:.3f} | {row['f1_with']:.3f} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def write_outputs(result: dict[str, Any], output: str | Path) -> str:
+    """Write ``augment.json``, ``augment.md`` (the table) and ``augment.png`` (the plot) to
+    ``output``; returns the table."""
+    from safeview.io import atomic_write
+
+    folder = Path(output)
+    table = markdown_table(result)
+    atomic_write(folder / "augment.json", json.dumps(result, indent=2).encode())
+    atomic_write(folder / "augment.md", table.encode())
+    plot(result, folder / "augment.png")
+    return table
 
 
 def plot(result: dict[str, Any], path: str | Path) -> None:

@@ -110,6 +110,15 @@ def _sources(inputs: Path) -> tuple[Path, list[Path]]:
     return inputs, files
 
 
+def check_guard_category(guard: Guard, category: str) -> None:
+    """A guard trained for one category (``safeview train``) verifies pairs of that category
+    only: ``ValueError`` for another one."""
+    trained_for = getattr(guard, "category", None)
+    if trained_for is not None and trained_for != category:
+        where = getattr(guard, "path", guard.name)
+        raise ValueError(f"guard {where} was trained for {trained_for!r}, not {category!r}")
+
+
 def make_pairs(
     inputs: str | Path,
     output: str | Path,
@@ -131,6 +140,7 @@ def make_pairs(
     threshold), ``scores`` (before/after), ``verification`` (figures and the measure's name),
     ``status`` (``kept``, ``rejected`` or ``failed``), ``reasons``, and ``files`` when kept.
     """
+    check_guard_category(guard, category)
     root, files = _sources(Path(inputs))
     out = Path(output)
     if out.resolve() == root.resolve() or root.resolve() in out.resolve().parents:

@@ -8,6 +8,7 @@ server with image input). ``explain(image, backend=...)`` returns a :class:`Rati
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -95,6 +96,51 @@ def predictions(
     return found
 
 
+def backend_options(
+    backend: str,
+    *,
+    model: str | None = None,
+    base_url: str | None = None,
+    api_key: str | None = None,
+    checkpoint: str | None = None,
+    device: str | None = None,
+) -> dict[str, Any]:
+    """The options of a built-in backend from the command line's flags: ``openai`` takes the
+    server, model and key; ``instructblip`` the model, a fine-tuned checkpoint and the device;
+    the others none."""
+    if backend == "openai":
+        return {"base_url": base_url, "model": model, "api_key": api_key}
+    if backend == "instructblip":
+        return {"model": model, "checkpoint": checkpoint, "device": device}
+    return {}
+
+
+def guard_context(
+    guards: list[str] | None = None, policy: Policy | None = None, device: str | None = None
+) -> Callable[[np.ndarray], Context]:
+    """``pixels -> Context``: what ``guards`` predict for an image, under ``policy`` (default:
+    the built-in one)."""
+    chosen = policy or load_policy()
+
+    def context(pixels: np.ndarray) -> Context:
+        return Context(pixels, predictions(pixels, guards, chosen, device), chosen)
+
+    return context
+
+
+def guard_conditioner(
+    guards: list[str] | None = None, policy: Policy | None = None, device: str | None = None
+) -> Callable[[np.ndarray, str], str]:
+    """``(pixels, question) -> instruction``: ``question`` conditioned on what ``guards``
+    predict for the image (the instructions of ``vlm finetune``)."""
+    context = guard_context(guards, policy, device)
+
+    def conditioner(pixels: np.ndarray, question: str) -> str:
+        return condition(question, context(pixels))[0]
+
+    return conditioner
+
+
 def explain(
     image: Any,
     backend: str = "grounded",
@@ -134,8 +180,11 @@ __all__ = [
     "Policy",
     "Prediction",
     "Rationale",
+    "backend_options",
     "condition",
     "explain",
+    "guard_conditioner",
+    "guard_context",
     "load_policy",
     "make_backend",
     "predictions",

@@ -46,303 +46,48 @@ connections + tasks (serve)     SAFEVIEW_MAX_CONNECTIONS    256 (503 beyond)
 
 The ``(serve)`` rows are uvicorn settings applied by ``safeview serve``
 (:func:`safeview.service.server.uvicorn_options`).
+
+This module holds the routes and the request parsers; ``settings`` (:class:`Settings`),
+``options`` (request options through :class:`~safeview.options.SafeguardOptions`, a
+:class:`~safeview.service.options.PipelineCache`), ``errors``, ``limits`` (limiter, body budget and
+reader), ``headers`` (security headers), ``multipart`` and ``cancel`` the rest.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
-import hashlib
 import hmac
 import json
 import os
-import re
 import threading
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import ClientDisconnect
 
 from safeview.io import ImageInputError
-from safeview.service.cancel import Cancelled, CancelToken, checkpoint, run_with_token, watch_module
+from safeview.options import SafeguardOptions
+from safeview.service.cancel import checkpoint, watch_module
+from safeview.service.errors import ServiceError, error_response, errors, image_error
+from safeview.service.headers import SecurityHeaders, review_page_csp
+from safeview.service.limits import BodyBudget, Limiter, _Held, read_body
 from safeview.service.multipart import MultipartError, parse_form
+from safeview.service.options import PipelineCache, request_options, safeguard_extra
+from safeview.service.settings import Settings
 
-#: Attributions a request may choose unless the operator says otherwise (``ablationcam`` runs one
-#: forward pass per channel: minutes per image, so it is opt-in).
-DEFAULT_ATTRIBUTIONS = ("fullgrad", "gradcam", "gradcam++", "xgradcam")
-ALL_ATTRIBUTIONS = (*DEFAULT_ATTRIBUTIONS, "ablationcam")
-RATIONALES = ("grounded", "openai", "instructblip")
+if TYPE_CHECKING:
+    from safeview.pipeline import Pipeline
 
-
-def _csv(value: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in value.split(",") if part.strip())
-
-
-@dataclass
-class Settings:
-    """Service limits and defaults; :meth:`from_env` reads ``SAFEVIEW_*`` variables."""
-
-    guard: str = "open-nsfw"
-    guards: tuple[str, ...] = ("open-nsfw", "imagenet")
-    max_body_bytes: int = 20 * 1024 * 1024
-    max_pixels: int = 40_000_000
-    timeout_s: float = 60.0
-    max_concurrency: int = 2
-    max_queue: int = 16
-    api_key: str | None = None
-    device: str | None = None
-    preload: tuple[str, ...] = ("open-nsfw",)
-    max_inputs: int = 16
-    max_parts: int = 16
-    body_timeout_s: float = 30.0
-    max_inflight_bytes: int = 64 * 1024 * 1024
-    attributions: tuple[str, ...] = DEFAULT_ATTRIBUTIONS
-    rationales: tuple[str, ...] = ("grounded",)
-    instructblip_model: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        unknown = [a for a in self.attributions if a not in ALL_ATTRIBUTIONS]
-        if unknown:
-            raise ValueError(f"SAFEVIEW_ATTRIBUTIONS: unknown {', '.join(unknown)}")
-        unknown = [r for r in self.rationales if r not in RATIONALES]
-        if unknown:
-            raise ValueError(f"SAFEVIEW_RATIONALES: unknown {', '.join(unknown)}")
-        if "instructblip" in self.rationales and not (
-            self.instructblip_model and os.path.isdir(self.instructblip_model)
-        ):
-            raise ValueError(
-                "rationale instructblip needs SAFEVIEW_INSTRUCTBLIP_MODEL: a local model folder "
-                "(the service never downloads a model)"
-            )
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        env = os.environ
-        return cls(
-            guard=env.get("SAFEVIEW_GUARD", "open-nsfw"),
-            max_body_bytes=int(env.get("SAFEVIEW_MAX_BODY_BYTES", 20 * 1024 * 1024)),
-            max_pixels=int(env.get("SAFEVIEW_MAX_PIXELS", 40_000_000)),
-            timeout_s=float(env.get("SAFEVIEW_TIMEOUT_S", 60.0)),
-            max_concurrency=int(env.get("SAFEVIEW_MAX_CONCURRENCY", 2)),
-            max_queue=int(env.get("SAFEVIEW_MAX_QUEUE", 16)),
-            api_key=env.get("SAFEVIEW_API_KEY") or None,
-            device=env.get("SAFEVIEW_DEVICE") or None,
-            preload=_csv(env.get("SAFEVIEW_PRELOAD", "open-nsfw")),
-            max_inputs=int(env.get("SAFEVIEW_MAX_INPUTS", 16)),
-            max_parts=int(env.get("SAFEVIEW_MAX_PARTS", 16)),
-            body_timeout_s=float(env.get("SAFEVIEW_BODY_TIMEOUT_S", 30.0)),
-            max_inflight_bytes=int(env.get("SAFEVIEW_MAX_INFLIGHT_BYTES", 64 * 1024 * 1024)),
-            attributions=_csv(env.get("SAFEVIEW_ATTRIBUTIONS", ",".join(DEFAULT_ATTRIBUTIONS))),
-            rationales=_csv(env.get("SAFEVIEW_RATIONALES", "grounded")),
-            instructblip_model=env.get("SAFEVIEW_INSTRUCTBLIP_MODEL") or None,
-        ).with_guard_files(_csv(env.get("SAFEVIEW_GUARD_FILES", "")))
-
-    def with_guard_files(self, paths: list[str] | tuple[str, ...]) -> Settings:
-        """Offer checkpoints from ``safeview train`` as guards named by their file stem
-        (``/models/self-harm.pt`` -> ``self-harm``)."""
-        from pathlib import Path
-
-        from safeview.guards import register_guard
-        from safeview.guards.trained import TrainedGuard, read_checkpoint
-
-        for raw in paths:
-            path = Path(raw).resolve()
-            read_checkpoint(path)  # refuse a bad file at start-up, not on the first request
-            name = path.stem
-            if name in self.guards:
-                raise ValueError(f"guard file {raw}: the name {name!r} is already a guard")
-
-            def factory(device: Any, path: Path = path) -> TrainedGuard:
-                return TrainedGuard(path, device)
-
-            register_guard(name, factory)
-            self.guards = (*self.guards, name)
-        return self
-
-
-class ServiceError(Exception):
-    """An error with an HTTP status, a stable code and a one-line message."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        headers: dict[str, str] | None = None,
-        **extra: Any,
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers
-        self.extra = extra
-
-
-def _error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None, **extra: Any
-) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"code": code, "message": message}, **extra}, status_code=status, headers=headers
-    )
-
-
-def _image_error(exc: ImageInputError) -> ServiceError:
-    """By the error's type (``exc.http_status``), never by its message, which names the input."""
-    status = exc.http_status
-    code = {413: "image_too_large", 415: "unsupported_media_type"}.get(status, "invalid_image")
-    return ServiceError(status, code, str(exc))
-
-
-class Limiter:
-    """At most ``slots`` requests run; at most ``queue`` more wait; the rest get 429.
-
-    Work runs in ``slots`` worker threads with a :class:`CancelToken` carrying the request's
-    deadline. A request past its deadline gets a 503 at once, its token is cancelled (watched
-    guard modules raise :class:`Cancelled` at their next forward pass) and its slot stays taken
-    until the work has really returned: the concurrency bound holds for stopped and running work
-    alike.
-    """
-
-    def __init__(self, slots: int, queue: int) -> None:
-        self.semaphore = asyncio.Semaphore(slots)
-        self.capacity = slots + queue
-        self.active = 0
-        self.executor = ThreadPoolExecutor(max_workers=slots, thread_name_prefix="safeview-work")
-
-    def _finished(self, future: Future[Any] | asyncio.Future[Any]) -> None:
-        if not future.cancelled():
-            future.exception()  # retrieved: a Cancelled here is the expected outcome
-        self.semaphore.release()
-        self.active -= 1
-
-    async def run(self, timeout: float, function: Any, *args: Any) -> Any:
-        if self.active >= self.capacity:
-            raise ServiceError(429, "too_many_requests", "server busy: retry later")
-        self.active += 1
-        deadline = time.monotonic() + timeout
-        handed_off = False  # the slot is released by _finished when the work returns
-        try:
-            try:
-                await asyncio.wait_for(self.semaphore.acquire(), timeout)
-            except TimeoutError:
-                raise ServiceError(503, "timeout", "timed out waiting for a free worker") from None
-            token = CancelToken(deadline)
-            loop = asyncio.get_running_loop()
-            future = loop.run_in_executor(self.executor, run_with_token, token, function, *args)
-            try:
-                remaining = max(0.001, deadline - time.monotonic())
-                return await asyncio.wait_for(asyncio.shield(future), remaining)
-            except (TimeoutError, asyncio.CancelledError) as stop:
-                if not future.done():
-                    token.cancel()
-                    handed_off = True
-                    future.add_done_callback(self._finished)
-                if isinstance(stop, asyncio.CancelledError):
-                    raise
-                raise ServiceError(
-                    503, "timeout", f"request took longer than {timeout:g} s"
-                ) from None
-            except Cancelled:
-                raise ServiceError(
-                    503, "timeout", f"request took longer than {timeout:g} s"
-                ) from None
-            finally:
-                if not handed_off:
-                    self.semaphore.release()
-        finally:
-            if not handed_off:
-                self.active -= 1
-
-    def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
-
-
-class BodyBudget:
-    """The bytes held by all in-flight request bodies, capped (503 beyond)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.held = 0
-
-    def take(self, size: int) -> None:
-        if self.held + size > self.limit:
-            raise ServiceError(
-                503,
-                "server_busy",
-                "too many request bodies in flight: retry later",
-                headers={"Retry-After": "1"},
-            )
-        self.held += size
-
-    def give(self, size: int) -> None:
-        self.held -= size
-
-
-@dataclass
-class _Held:
-    size: int = 0
-
-
-async def read_body(
-    request: Request,
-    limit: int,
-    *,
-    timeout: float | None = None,
-    budget: BodyBudget | None = None,
-    held: _Held | None = None,
-) -> bytes:
-    """The request body, read into memory, refusing more than ``limit`` bytes (413) before
-    parsing, a body not complete within ``timeout`` seconds (408) and a body that would take the
-    in-flight bodies over ``budget`` (503; what was taken is recorded in ``held``)."""
-    held = held if held is not None else _Held()
-    declared = request.headers.get("content-length")
-    expected = 0
-    if declared is not None:
-        try:
-            expected = int(declared)
-        except ValueError:
-            raise ServiceError(400, "bad_request", "invalid Content-Length") from None
-        if expected > limit:
-            raise ServiceError(413, "payload_too_large", f"body over {limit} bytes")
-        if expected < 0:
-            raise ServiceError(400, "bad_request", "invalid Content-Length")
-
-    def grow(size: int) -> None:
-        if budget is not None and size > held.size:
-            budget.take(size - held.size)
-            held.size = size
-
-    grow(expected)
-    chunks, size = [], 0
-    try:
-        async with asyncio.timeout(timeout):
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise ServiceError(413, "payload_too_large", f"body over {limit} bytes")
-                grow(size)
-                chunks.append(chunk)
-    except TimeoutError:
-        raise ServiceError(
-            408, "request_timeout", f"the body was not received within {timeout:g} s"
-        ) from None
-    except ClientDisconnect:
-        raise ServiceError(400, "client_disconnected", "the client went away") from None
-    return b"".join(chunks)
+#: Distinct request options whose built pipelines are kept.
+PIPELINE_CACHE_SIZE = 8
 
 
 def parse_multipart(
@@ -455,107 +200,6 @@ def moderation_result(report: Any) -> dict[str, Any]:
     }
 
 
-_OPTION_TYPES: dict[str, Any] = {
-    "guard": str,
-    "attribution": str,
-    "segmenter": str,
-    "style": str,
-    "on_failure": str,
-    "threshold": float,
-    "max_regions": int,
-    "search": str,
-    "margin": float,
-    "rationale": str,
-}
-#: Searches a request may ask for; ``powerset`` costs up to 2^max_regions forward passes.
-REQUEST_SEARCHES = ("coarse-to-fine", "greedy")
-
-
-def _options(source: dict[str, str], settings: Settings) -> tuple[dict[str, Any], bool]:
-    options: dict[str, Any] = {"guard": settings.guard}
-    for key, kind in _OPTION_TYPES.items():
-        if key in source and source[key] != "":
-            try:
-                options[key] = kind(source[key])
-            except ValueError:
-                raise ServiceError(422, "invalid_option", f"{key}: not a {kind.__name__}") from None
-    rationale = options.get("rationale")
-    if rationale is not None:
-        if rationale not in RATIONALES:
-            raise ServiceError(422, "invalid_option", f"rationale: unknown {rationale[:100]!r}")
-        if rationale not in settings.rationales:
-            raise ServiceError(
-                422,
-                "invalid_option",
-                f"rationale: {rationale!r} is not enabled on this server (SAFEVIEW_RATIONALES: "
-                f"{', '.join(settings.rationales) or 'none'})",
-            )
-        if rationale == "instructblip":
-            options["rationale_options"] = {"model": settings.instructblip_model}
-    search = options.get("search")
-    if search is not None and search not in REQUEST_SEARCHES:
-        raise ServiceError(
-            422,
-            "invalid_option",
-            f"search: {search[:100]!r} is not offered here (available: "
-            f"{', '.join(REQUEST_SEARCHES)})",
-        )
-    if not 1 <= options.get("max_regions", 10) <= 20:
-        raise ServiceError(422, "invalid_option", "max_regions: must be in 1..20")
-    attribution = options.get("attribution")
-    if attribution is not None and attribution not in settings.attributions:
-        known = attribution in ALL_ATTRIBUTIONS
-        raise ServiceError(
-            422,
-            "invalid_option",
-            f"attribution: {attribution[:100]!r} is "
-            + ("not enabled on this server (SAFEVIEW_ATTRIBUTIONS)" if known else "unknown")
-            + f" ({', '.join(settings.attributions)})",
-        )
-    if options["guard"] not in settings.guards:
-        raise ServiceError(
-            422,
-            "invalid_option",
-            f"guard: unknown {options['guard'][:100]!r} ({', '.join(settings.guards)})",
-        )
-    viz = source.get("viz", "").lower() in ("1", "true", "yes")
-    return options, viz
-
-
-_ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["error"],
-    "properties": {
-        "error": {
-            "type": "object",
-            "required": ["code", "message"],
-            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-        }
-    },
-}
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    why = {
-        400: "Malformed request (bad JSON, bad multipart, invalid image or data URL)",
-        401: "Missing or wrong API key",
-        408: "The body was not received in time",
-        413: "Body, image, input count or part count over its limit",
-        415: "Not a supported image type",
-        422: "Invalid option or request field, or no flip found",
-        429: "Queue full: retry later",
-        502: "The rationale backend failed",
-        503: "Timed out, models still loading, or too many bodies in flight",
-    }
-    return {
-        code: {
-            "description": why[code],
-            "content": {"application/json": {"schema": _ERROR_SCHEMA}},
-        }
-        for code in codes
-    }
-
-
 _IMAGE_INPUT: dict[str, Any] = {
     "type": "object",
     "required": ["type", "image_url"],
@@ -591,48 +235,6 @@ _MODERATION_BODY: dict[str, Any] = {
 }
 
 
-def _styles() -> list[str]:
-    from safeview.render import RENDERERS
-
-    return RENDERERS.names()
-
-
-_OPTION_SCHEMAS: dict[str, dict[str, Any]] = {
-    "guard": {"type": "string"},
-    "attribution": {"type": "string", "enum": list(ALL_ATTRIBUTIONS)},
-    "segmenter": {"type": "string"},
-    "style": {"type": "string", "enum": _styles()},
-    "on_failure": {"type": "string", "enum": ["blur-all", "keep", "error"]},
-    "threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
-    "max_regions": {"type": "integer", "minimum": 1},
-    "rationale": {"type": "string", "enum": list(RATIONALES)},
-    "viz": {"type": "boolean"},
-}
-
-_SAFEGUARD_EXTRA: dict[str, Any] = {
-    "parameters": [
-        {"name": name, "in": "query", "required": False, "schema": schema}
-        for name, schema in _OPTION_SCHEMAS.items()
-    ],
-    "requestBody": {
-        "required": True,
-        "content": {
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-            "image/*": {"schema": {"type": "string", "format": "binary"}},
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {"type": "string", "format": "binary"},
-                        **_OPTION_SCHEMAS,
-                    },
-                }
-            },
-        },
-    },
-}
-
 _SAFEGUARD_OK: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The report with the obfuscated image (base64), or with "
@@ -645,71 +247,6 @@ _SAFEGUARD_OK: dict[int | str, dict[str, Any]] = {
         },
     }
 }
-
-_PAGE_CSP = (
-    "default-src 'none'; script-src {script}; style-src {style}; img-src 'self' data: blob:; "
-    "connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
-)
-#: Every response: nothing may load from it, frame it, or sniff its type.
-_BASE_HEADERS = [
-    (b"x-content-type-options", b"nosniff"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"x-frame-options", b"DENY"),
-    (b"cross-origin-resource-policy", b"same-origin"),
-    (b"cache-control", b"no-store"),
-]
-_API_CSP = b"default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
-
-
-def _inline_hashes(page: str, tag: str) -> str:
-    blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", page, flags=re.S)
-    return " ".join(
-        "'sha256-" + base64.b64encode(hashlib.sha256(block.encode()).digest()).decode() + "'"
-        for block in blocks
-    )
-
-
-def review_page_csp(page: str) -> str:
-    """The review page's CSP: only its own inline script and style (by hash) run."""
-    return _PAGE_CSP.format(
-        script=_inline_hashes(page, "script") or "'none'",
-        style=_inline_hashes(page, "style") or "'none'",
-    )
-
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-
-
-class SecurityHeaders:
-    """ASGI middleware: security headers on every response (a response's own CSP is kept)."""
-
-    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
-        self.app = app
-
-    async def __call__(
-        self,
-        scope: Scope,
-        receive: Callable[[], Awaitable[Message]],
-        send: Callable[[Message], Awaitable[None]],
-    ) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                present = {name.lower() for name, _ in headers}
-                for name, value in _BASE_HEADERS:
-                    if name not in present:
-                        headers.append((name, value))
-                if b"content-security-policy" not in present:
-                    headers.append((b"content-security-policy", _API_CSP))
-                message["headers"] = headers
-            await send(message)
-
-        await self.app(scope, receive, send_with_headers)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -725,6 +262,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         os.environ["HF_HUB_OFFLINE"] = "1"  # a local folder only: never a hub download
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
     state: dict[str, Any] = {"ready": False, "load_error": None}
+    pipelines = PipelineCache(PIPELINE_CACHE_SIZE)  # the stages built once per distinct options
     page = resources.files("safeview.service").joinpath("review.html").read_text("utf-8")
     page_csp = review_page_csp(page)
 
@@ -762,22 +300,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.exception_handler(ServiceError)
     async def _service_error(_request: Request, exc: ServiceError) -> JSONResponse:
-        return _error_response(exc.status, exc.code, exc.message, exc.headers, **exc.extra)
+        return error_response(exc.status, exc.code, exc.message, exc.headers, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"msg": "invalid request"}
         where = ".".join(str(p) for p in first.get("loc", ()))
-        return _error_response(422, "invalid_request", f"{where}: {first.get('msg')}")
+        return error_response(422, "invalid_request", f"{where}: {first.get('msg')}")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+        return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
 
     @app.exception_handler(Exception)
     async def _internal(_request: Request, exc: Exception) -> JSONResponse:
-        return _error_response(500, "internal_error", f"{type(exc).__name__}: internal error")
+        return error_response(500, "internal_error", f"{type(exc).__name__}: internal error")
 
     def authorise(request: Request) -> None:
         """The API key (when set) on everything but the health checks and the static page;
@@ -823,7 +361,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def readyz() -> JSONResponse:
         if state["ready"]:
             return JSONResponse({"status": "ready", "guards": list(settings.preload)})
-        return _error_response(503, "not_ready", state["load_error"] or "models are still loading")
+        return error_response(503, "not_ready", state["load_error"] or "models are still loading")
 
     @app.get("/openapi.json", include_in_schema=False)
     async def openapi(request: Request) -> JSONResponse:
@@ -833,14 +371,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/docs", include_in_schema=False)
     async def docs(request: Request) -> JSONResponse:
         authorise(request)
-        return _error_response(
+        return error_response(
             404,
             "not_found",
             "the docs UI is not served (its assets would come from a CDN); "
             "the OpenAPI spec is at /openapi.json",
         )
 
-    @app.get("/config", responses=_errors(401))
+    @app.get("/config", responses=errors(401))
     async def config(request: Request) -> dict[str, Any]:
         """What the review page offers: guards, segmenters, styles, and whether a key is needed."""
         from safeview.render import RENDERERS
@@ -865,7 +403,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         "/v1/moderations",
         summary="OpenAI-compatible moderation of images",
         openapi_extra={"requestBody": _MODERATION_BODY},
-        responses=_errors(400, 401, 408, 413, 415, 422, 429, 503),
+        responses=errors(400, 401, 408, 413, 415, 422, 429, 503),
     )
     async def moderations(request: Request) -> JSONResponse:
         authorise(request)
@@ -875,23 +413,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             del body
 
             def classify_all() -> list[dict[str, Any]]:
-                from safeview.guards import load_guard
-                from safeview.pipeline import classify
-
-                watch_module(load_guard(guard, settings.device).module)
+                options = SafeguardOptions(
+                    guard=guard, device=settings.device, max_pixels=settings.max_pixels
+                )
+                pipeline = pipelines.get(options)
+                watch_module(pipeline.guard.module)
                 results = []
                 for index, data in enumerate(images):
                     checkpoint()
                     try:
-                        report = classify(
-                            data,
-                            guard,
-                            device=settings.device,
-                            name=f"input[{index}]",
-                            max_pixels=settings.max_pixels,
-                        )
+                        report = pipeline.classify(data, name=f"input[{index}]")
                     except ImageInputError as exc:
-                        raise _image_error(exc) from None
+                        raise image_error(exc) from None
                     results.append(moderation_result(report))
                 return results
 
@@ -903,8 +436,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.post(
         "/v1/safeguard",
         summary="Obfuscate the minimal unsafe regions of an image",
-        openapi_extra=_SAFEGUARD_EXTRA,
-        responses={**_SAFEGUARD_OK, **_errors(400, 401, 408, 413, 415, 422, 429, 502, 503)},
+        openapi_extra=safeguard_extra(settings),
+        responses={**_SAFEGUARD_OK, **errors(400, 401, 408, 413, 415, 422, 429, 502, 503)},
     )
     async def safeguard_route(request: Request) -> Response:
         authorise(request)
@@ -924,9 +457,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             del body
             if not image:
                 raise ServiceError(400, "invalid_image", "empty body: send the image bytes")
-            options, viz = _options(fields, settings)
+            options, viz = await run_in_threadpool(request_options, fields, settings)
             report, picture = await state["limiter"].run(
-                settings.timeout_s, _safeguard_work, settings, image, options, viz
+                settings.timeout_s, _safeguard_work, pipelines.get, image, options, viz
             )
         if report.encoded is None:
             raise ServiceError(
@@ -961,24 +494,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 def _safeguard_work(
-    settings: Settings, image: bytes, options: dict[str, Any], viz: bool
+    pipeline_for: Callable[[SafeguardOptions], Pipeline],
+    image: bytes,
+    options: SafeguardOptions,
+    viz: bool,
 ) -> tuple[Any, bytes | None]:
     """The safeguard request's work, in a limiter thread (cancellable between batches)."""
-    from safeview.guards import load_guard
-    from safeview.pipeline import SearchFailedError, safeguard
+    from safeview.pipeline import SearchFailedError
     from safeview.rationale.openai_backend import RationaleError
 
-    watch_module(load_guard(options["guard"], settings.device).module)
     try:
-        report = safeguard(
-            image,
-            device=settings.device,
-            name="upload",
-            max_pixels=settings.max_pixels,
-            **options,
-        )
+        pipeline = pipeline_for(options)
+        watch_module(pipeline.guard.module)
+        report = pipeline.safeguard(image, name="upload")
     except ImageInputError as exc:
-        raise _image_error(exc) from None
+        raise image_error(exc) from None
     except SearchFailedError as failed:
         report = failed.report
     except ValueError as exc:
@@ -999,3 +529,6 @@ def _version() -> str:
     from safeview import __version__
 
     return __version__
+
+
+__all__ = ["Limiter", "ServiceError", "Settings", "create_app"]

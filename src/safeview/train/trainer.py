@@ -56,6 +56,19 @@ class TrainResult:
     resumed_from: int | None = None
     seconds: float = 0.0
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON summary (``safeview train --json``)."""
+        return {
+            "schema_version": "1.0",
+            "output": str(self.output),
+            "kind": self.kind,
+            "metrics": self.metrics,
+            "split": self.split_sizes,
+            "best_epoch": self.best_epoch,
+            "history": self.history,
+            "seconds": self.seconds,
+        }
+
 
 def metrics(labels: np.ndarray, p_unsafe: np.ndarray, threshold: float = 0.5) -> dict[str, Any]:
     """Accuracy, precision, recall, F1 (unsafe = positive) and AUROC (None with one class)."""

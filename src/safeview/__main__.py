@@ -1,0 +1,5 @@
+"""``python -m safeview``: the command line."""
+
+from safeview.cli import main
+
+main()

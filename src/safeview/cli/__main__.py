@@ -1,0 +1,5 @@
+"""``python -m safeview.cli``."""
+
+from safeview.cli import main
+
+main()

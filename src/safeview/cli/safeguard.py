@@ -1,0 +1,318 @@
+"""``safeview safeguard`` and ``safeview classify``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from safeview.cli.common import (
+    DeviceOption,
+    error,
+    guard_option,
+    parse_options,
+    progress_bars,
+    registered,
+)
+from safeview.io import ImageInputError
+
+if TYPE_CHECKING:
+    from safeview.batch import Outcome
+    from safeview.report import Report
+
+
+class EngineName(StrEnum):
+    local = "local"
+    ray = "ray"
+
+
+class OnFailureName(StrEnum):
+    blur_all = "blur-all"
+    keep = "keep"
+    error = "error"
+
+
+def _summary(report: Report) -> str:
+    target = report.guard.target
+    before = report.scores_before.get(target, 0.0)
+    if not report.flagged:
+        return f"{report.input.name}: not flagged ({target} p={before:.3f}); nothing obfuscated"
+    after = (report.scores_after or {}).get(target)
+    after_text = f"{after:.3f}" if after is not None else "n/a"
+    state = "flipped" if report.success else f"NOT flipped (fallback: {report.fallback})"
+    return (
+        f"{report.input.name}: {target} p={before:.3f} -> {after_text}, {state}, "
+        f"{len(report.regions)} region(s), {100 * report.obfuscated_fraction:.1f}% obfuscated"
+    )
+
+
+def safeguard(
+    inputs: Annotated[
+        list[str] | None,
+        typer.Argument(help="Image files and/or folders (searched recursively for images)."),
+    ] = None,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder for obfuscated images and reports.")
+    ] = Path("out"),
+    guard: Annotated[str, guard_option("Classifier whose decision is removed:")] = "open-nsfw",
+    attribution: Annotated[
+        str,
+        typer.Option(
+            help="Attribution map that ranks the regions (fullgrad, gradcam, gradcam++, "
+            "xgradcam, ablationcam, or a registered one).",
+            callback=registered("attribution"),
+        ),
+    ] = "fullgrad",
+    segmenter: Annotated[
+        str,
+        typer.Option(
+            help="How the image is cut into fine candidate regions (bass-guided: superpixels "
+            "that follow the attribution map as well as colour; bass, slic, felzenszwalb, "
+            "watershed, or a registered one).",
+            callback=registered("segmenter"),
+        ),
+    ] = "bass-guided",
+    search: Annotated[
+        str,
+        typer.Option(
+            callback=registered("search"),
+            help="coarse-to-fine: flip on a coarse region hierarchy, refine, prune (small and "
+            "reliable); greedy: the paper's prefix search, at most --max-regions regions; "
+            "powerset: every subset of the top --max-regions regions, smallest area first "
+            "(up to 2^N forward passes).",
+        ),
+    ] = "coarse-to-fine",
+    style: Annotated[
+        str,
+        typer.Option(
+            help="Obfuscation style, in the search and in the output (blur, pixelate, fill, "
+            "inpaint, or a registered one).",
+            callback=registered("style"),
+        ),
+    ] = "blur",
+    threshold: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Flagged while p(unsafe) >= threshold (strictly between 0 and 1).",
+        ),
+    ] = 0.5,
+    max_regions: Annotated[
+        int, typer.Option(min=1, help="Region budget of --search greedy (top-N of powerset).")
+    ] = 10,
+    margin: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=0.49,
+            help="The search needs p(unsafe) < threshold - margin (more decisive flips, larger "
+            "areas); the output is always verified with the plain threshold.",
+        ),
+    ] = 0.0,
+    no_prune: Annotated[
+        bool, typer.Option("--no-prune", help="Keep every region the search chose; no pruning.")
+    ] = False,
+    on_failure: Annotated[
+        OnFailureName,
+        typer.Option(
+            help="No flip within the budget: blur-all (fail closed), keep the attempted "
+            "regions, or error (write no image, exit 1)."
+        ),
+    ] = OnFailureName.blur_all,
+    viz: Annotated[
+        bool, typer.Option("--viz", help="Also write NAME.viz.png: heatmap, regions, choices.")
+    ] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print each report as one JSON line on stdout.")
+    ] = False,
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Add three built-in sample photographs as inputs.")
+    ] = False,
+    segmenter_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--segmenter-option",
+            help="KEY=VALUE passed to the segmenter, repeatable (e.g. n_segments=40, i_std=0.03).",
+        ),
+    ] = None,
+    device: DeviceOption = "auto",
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Candidate images per forward pass in the search (default: the search's own: "
+            "4 coarse-to-fine and greedy, 32 powerset).",
+        ),
+    ] = None,
+    engine: Annotated[
+        EngineName,
+        typer.Option(help="local: this process. ray: Ray Data actors (models load once each)."),
+    ] = EngineName.local,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster address (e.g. ray://head:10001); default: a local Ray."),
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Ray actors (--engine ray).")] = 2,
+    rationale: Annotated[
+        str | None,
+        typer.Option(
+            help="Also explain why (report key 'rationale') with this backend (grounded, "
+            "instructblip, openai).",
+            callback=registered("rationale"),
+        ),
+    ] = None,
+) -> None:
+    """Obfuscate the minimal unsafe regions of each image.
+
+    Writes OUTPUT/NAME.EXT (obfuscated, metadata stripped) and OUTPUT/NAME.json (the report) for
+    every input; files under a folder keep their path relative to it. OUTPUT/manifest.jsonl lists
+    every input as ok, unsafe-kept (--on-failure keep and still flagged) or failed; a rerun after
+    an interruption skips what is done with the same settings and redoes what was done with other
+    ones. Exits 1 if any input failed or was kept unsafe; the other inputs are still processed.
+    No output ever replaces an input: an input whose output would land on one is refused.
+    """
+    from safeview.batch import OutputFolderError, collect, run_local
+    from safeview.guards import is_checkpoint_path
+    from safeview.options import SafeguardOptions
+
+    if is_checkpoint_path(guard):  # Ray workers may not share our working directory
+        guard = str(Path(guard).resolve())
+    try:
+        if not 0.0 < threshold < 1.0:
+            raise ValueError(f"--threshold must be strictly between 0 and 1, got {threshold}")
+        # Every option validated once, before any input is read.
+        options = SafeguardOptions(
+            guard=guard,
+            attribution=attribution,
+            segmenter=segmenter,
+            segmenter_options=parse_options(segmenter_option or []),
+            search=search,
+            style=style,
+            threshold=threshold,
+            max_regions=max_regions,
+            margin=margin,
+            prune=not no_prune,
+            on_failure=on_failure.value,
+            device=device,
+            batch_size=batch_size,
+            rationale=rationale,
+        )
+    except ValueError as exc:
+        error(str(exc))
+        raise typer.Exit(2) from None
+    jobs, errors = collect(list(inputs or []), demo, out=output)
+    for message in errors:
+        error(message)
+    if not jobs:
+        if not errors:
+            error("no inputs given (pass image files or folders, or --demo)")
+        raise typer.Exit(2 if not errors else 1)
+    failures = len(errors)
+    skipped = redone = 0
+
+    def report_outcome(outcome: Outcome) -> None:
+        nonlocal failures, skipped, redone
+        if outcome.skipped:
+            skipped += 1
+            return
+        redone += bool(outcome.extra.get("settings_changed"))
+        if outcome.record["status"] == "unsafe-kept":
+            failures += 1
+            typer.echo(f"warning: {outcome.record['error']}", err=True)
+        elif not outcome.ok:
+            failures += 1
+            error(outcome.record["error"])
+        if outcome.report is not None:
+            typer.echo(outcome.report.to_json(indent=None) if as_json else _summary(outcome.report))
+
+    if engine is EngineName.ray:
+        from safeview.engines.ray_engine import run_ray
+
+        for outcome in run_ray(jobs, output, options, viz, address=ray_address, workers=workers):
+            report_outcome(outcome)
+    else:
+        with progress_bars(rate=True, transient=True, enabled=len(jobs) >= 2) as bars:
+
+            def on_done(outcome: Outcome) -> None:
+                report_outcome(outcome)
+                bars.advance("safeguarding", total=len(jobs))
+
+            try:
+                run_local(jobs, output, options, viz, on_done=on_done)
+            except OutputFolderError as exc:
+                error(str(exc))
+                raise typer.Exit(1) from None
+    if redone:
+        typer.echo(
+            f"redid {redone} input(s) done earlier with other settings "
+            f"(see 'settings' in {output / 'manifest.jsonl'})",
+            err=True,
+        )
+    if skipped:
+        typer.echo(
+            f"skipped {skipped} input(s) already done in {output / 'manifest.jsonl'}", err=True
+        )
+    if failures:
+        raise typer.Exit(1)
+
+
+def classify(
+    inputs: Annotated[list[str], typer.Argument(help="Image files and/or folders.")],
+    guard: Annotated[str, guard_option("Classifier to run:")] = "open-nsfw",
+    threshold: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Flagged while p(unsafe) >= threshold.")
+    ] = 0.5,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print each report as one JSON line on stdout.")
+    ] = False,
+    device: DeviceOption = "auto",
+) -> None:
+    """Print the guard's scores for each image (a table, or JSON lines with --json)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from safeview.batch import collect
+    from safeview.options import SafeguardOptions
+    from safeview.pipeline import Pipeline
+
+    try:  # one pipeline: the guard loads once for all the images
+        pipeline = Pipeline(SafeguardOptions(guard=guard, threshold=threshold, device=device))
+    except ValueError as exc:
+        error(str(exc))
+        raise typer.Exit(1) from None
+    jobs, errors = collect(inputs)
+    for message in errors:
+        error(message)
+    failures = len(errors)
+    table = Table("input", "flagged", "scores", title=f"guard: {guard}")
+    for job in jobs:
+        if job.error:  # refused before decoding (a symbolic link, a FIFO, a device)
+            failures += 1
+            error(job.error)
+            continue
+        try:
+            report = pipeline.classify(job.source or job.pixels, name=job.name)
+        except (ImageInputError, ValueError, OSError) as exc:
+            failures += 1
+            error(" ".join(str(exc).split()))
+            continue
+        except Exception as exc:  # one input must not stop the others
+            failures += 1
+            error(f"{job.name}: {type(exc).__name__}: {' '.join(str(exc).split())}")
+            continue
+        if as_json:
+            typer.echo(report.to_json(indent=None))
+        else:
+            ranked = sorted(report.scores_before.items(), key=lambda item: -item[1])
+            table.add_row(
+                report.input.name,
+                "yes" if report.flagged else "no",
+                ", ".join(f"{name} {value:.3f}" for name, value in ranked),
+            )
+    if not as_json and table.row_count:
+        Console().print(table)
+    if failures:
+        raise typer.Exit(1)

@@ -1,0 +1,186 @@
+"""Request options: form fields and query parameters -> one validated :class:`SafeguardOptions`,
+within what the operator allows; their OpenAPI description; one :class:`Pipeline` per options.
+
+The options contract (:meth:`SafeguardOptions.from_mapping`) converts and validates the values,
+so a stage registered by a plug-in (a segmenter, a style...) is accepted without changes here.
+The operator's restrictions come first: the searches of :data:`REQUEST_SEARCHES`, the attributions
+of ``SAFEVIEW_ATTRIBUTIONS``, the rationale backends of ``SAFEVIEW_RATIONALES``, the service's
+guards and ``max_regions`` in ``1..MAX_REGIONS``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from typing import Any
+
+from safeview.options import ON_FAILURE, SafeguardOptions
+from safeview.service.errors import ServiceError
+from safeview.service.settings import Settings, all_attributions, all_rationales
+
+#: What a request may set; the rest (device, pixel budget, batch sizes...) is the operator's.
+REQUEST_OPTIONS = (
+    "guard",
+    "attribution",
+    "segmenter",
+    "segmenter_options",
+    "style",
+    "on_failure",
+    "threshold",
+    "max_regions",
+    "search",
+    "margin",
+    "rationale",
+)
+#: Searches a request may ask for; ``powerset`` costs up to 2^max_regions forward passes.
+REQUEST_SEARCHES = ("coarse-to-fine", "greedy")
+#: The largest ``max_regions`` a request may ask for.
+MAX_REGIONS = 20
+
+
+def _invalid(message: str) -> ServiceError:
+    return ServiceError(422, "invalid_option", message)
+
+
+def request_options(source: Mapping[str, str], settings: Settings) -> tuple[SafeguardOptions, bool]:
+    """(the options, whether a visualisation was asked for) of a request's fields; a value that
+    is bad or not allowed here is a 422 ``invalid_option`` naming the option."""
+    values: dict[str, Any] = {
+        key: source[key] for key in REQUEST_OPTIONS if source.get(key) not in (None, "")
+    }
+    values.setdefault("guard", settings.guard)
+    rationale = values.get("rationale")
+    if rationale is not None:
+        if rationale not in all_rationales():
+            raise _invalid(f"rationale: unknown {rationale[:100]!r}")
+        if rationale not in settings.rationales:
+            raise _invalid(
+                f"rationale: {rationale!r} is not enabled on this server (SAFEVIEW_RATIONALES: "
+                f"{', '.join(settings.rationales) or 'none'})"
+            )
+        if rationale == "instructblip":
+            values["rationale_options"] = {"model": settings.instructblip_model}
+    search = values.get("search")
+    if search is not None and search not in REQUEST_SEARCHES:
+        raise _invalid(
+            f"search: {search[:100]!r} is not offered here (available: "
+            f"{', '.join(REQUEST_SEARCHES)})"
+        )
+    attribution = values.get("attribution")
+    if attribution is not None and attribution not in settings.attributions:
+        known = attribution in all_attributions()
+        raise _invalid(
+            f"attribution: {attribution[:100]!r} is "
+            + ("not enabled on this server (SAFEVIEW_ATTRIBUTIONS)" if known else "unknown")
+            + f" ({', '.join(settings.attributions)})"
+        )
+    if values["guard"] not in settings.guards:
+        raise _invalid(f"guard: unknown {values['guard'][:100]!r} ({', '.join(settings.guards)})")
+    try:
+        options = SafeguardOptions.from_mapping(
+            {**values, "device": settings.device, "max_pixels": settings.max_pixels}
+        )
+    except ValueError as exc:
+        raise _invalid(str(exc)) from None
+    if not 1 <= options.max_regions <= MAX_REGIONS:
+        raise _invalid(f"max_regions: must be in 1..{MAX_REGIONS}")
+    viz = source.get("viz", "").lower() in ("1", "true", "yes")
+    return options, viz
+
+
+def option_schemas(settings: Settings | None = None) -> dict[str, dict[str, Any]]:
+    """The OpenAPI schema of each request option, the choices from the registries."""
+    from safeview.render import RENDERERS
+    from safeview.segmentation import SEGMENTERS
+
+    return {
+        "guard": {"type": "string", **({"enum": list(settings.guards)} if settings else {})},
+        "attribution": {"type": "string", "enum": all_attributions()},
+        "segmenter": {"type": "string", "enum": SEGMENTERS.names()},
+        "segmenter_options": {
+            "type": "string",
+            "description": 'a JSON object of the segmenter\'s options, e.g. {"n_segments": 40}',
+        },
+        "search": {"type": "string", "enum": list(REQUEST_SEARCHES)},
+        "style": {"type": "string", "enum": RENDERERS.names()},
+        "on_failure": {"type": "string", "enum": list(ON_FAILURE)},
+        "threshold": {"type": "number", "exclusiveMinimum": 0, "exclusiveMaximum": 1},
+        "max_regions": {"type": "integer", "minimum": 1, "maximum": MAX_REGIONS},
+        "margin": {"type": "number", "minimum": 0, "exclusiveMaximum": 0.5},
+        "rationale": {"type": "string", "enum": all_rationales()},
+        "viz": {"type": "boolean"},
+    }
+
+
+def safeguard_extra(settings: Settings | None = None) -> dict[str, Any]:
+    """The OpenAPI parameters and request body of ``POST /v1/safeguard``."""
+    schemas = option_schemas(settings)
+    return {
+        "parameters": [
+            {"name": name, "in": "query", "required": False, "schema": schema}
+            for name, schema in schemas.items()
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                "image/*": {"schema": {"type": "string", "format": "binary"}},
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            **schemas,
+                        },
+                    }
+                },
+            },
+        },
+    }
+
+
+class PipelineCache:
+    """The last ``size`` :class:`Pipeline` objects, one per distinct options (least recently used
+    goes first): requests with the same options share the built stages."""
+
+    def __init__(self, size: int = 8) -> None:
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        self.size = size
+        self._pipelines: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, options: SafeguardOptions) -> Any:
+        """The pipeline of ``options``, built on first use."""
+        from safeview.pipeline import Pipeline
+
+        key = json.dumps(options.to_dict(), sort_keys=True)
+        with self._lock:
+            pipeline = self._pipelines.get(key)
+            if pipeline is not None:
+                self._pipelines.move_to_end(key)
+                return pipeline
+        built = Pipeline(options)  # outside the lock: building may take a while
+        with self._lock:
+            pipeline = self._pipelines.setdefault(key, built)
+            self._pipelines.move_to_end(key)
+            while len(self._pipelines) > self.size:
+                self._pipelines.popitem(last=False)
+        return pipeline
+
+    def __len__(self) -> int:
+        return len(self._pipelines)
+
+
+__all__ = [
+    "MAX_REGIONS",
+    "REQUEST_OPTIONS",
+    "REQUEST_SEARCHES",
+    "PipelineCache",
+    "option_schemas",
+    "request_options",
+    "safeguard_extra",
+]
