@@ -68,6 +68,10 @@ def test_operator_restrictions_hold() -> None:
     assert options.device == "cpu" and options.max_pixels == 1234  # not from the request
     for fields, message in [
         ({"max_regions": "21"}, "max_regions: must be in 1..20"),
+        (
+            {"segmenter_options": '{"n_segments": 100000}'},
+            "segmenter_options.n_segments: must be in 1..400",
+        ),
         ({"search": "powerset"}, "is not offered here"),
         ({"attribution": "ablationcam"}, "not enabled on this server"),
         ({"attribution": "nope"}, "unknown"),

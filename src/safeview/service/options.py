@@ -86,8 +86,34 @@ def request_options(source: Mapping[str, str], settings: Settings) -> tuple[Safe
         raise _invalid(str(exc)) from None
     if not 1 <= options.max_regions <= MAX_REGIONS:
         raise _invalid(f"max_regions: must be in 1..{MAX_REGIONS}")
+    _check_cost(options.segmenter_options)
     viz = source.get("viz", "").lower() in ("1", "true", "yes")
     return options, viz
+
+
+#: Bounds on segmenter options a request may set: segmentation cannot be cancelled mid-way (only
+#: the guard's forward passes check the deadline), so a request must not make it arbitrarily long.
+SEGMENTER_OPTION_BOUNDS: dict[str, tuple[float, float]] = {
+    "n_segments": (1, 400),
+    "iterations": (1, 30),
+    "sweeps": (1, 8),
+    "superpixel_size": (4, 10_000),
+    "max_num_iter": (1, 50),
+    "scale": (0, 10_000),
+    "markers": (1, 400),
+}
+
+
+def _check_cost(segmenter_options: Mapping[str, Any]) -> None:
+    for key, value in segmenter_options.items():
+        bounds = SEGMENTER_OPTION_BOUNDS.get(key)
+        if bounds is None or value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _invalid(f"segmenter_options.{key}: not a number")
+        low, high = bounds
+        if not low <= value <= high:
+            raise _invalid(f"segmenter_options.{key}: must be in {low:g}..{high:g} on this server")
 
 
 def option_schemas(settings: Settings | None = None) -> dict[str, dict[str, Any]]:
