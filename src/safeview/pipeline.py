@@ -1,21 +1,29 @@
-"""The pipeline: decode -> guard -> attribution -> segments -> greedy search -> render -> Report.
+"""The pipeline: decode -> guard -> attribution -> segments -> search -> verify -> Report.
 
-It composes the stages by name and knows none of their internals.
+:class:`Pipeline` builds the stages of one :class:`SafeguardOptions` once and composes them by
+name, knowing none of their internals. ``safeguard()`` runs steps that each return a result:
+``_score`` (decode and classify, shared with ``classify()``) -> :class:`Scored`; ``_segment``
+(attribution and fine regions of the working copy) -> :class:`Segmented`; ``_search``
+(``counterfactual.search_verified``: the search, verified on the encoded full-resolution output)
+-> :class:`~safeview.counterfactual.Verified`; ``_outcome`` (the verified flip, or the failure
+policy's output) -> :class:`Outcome`. :func:`_build_report` makes the Report from them, once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
 from safeview.attribution import AttributionMethod, make_attribution
-from safeview.counterfactual import Counterfactual
+from safeview.counterfactual import Counterfactual, Rendered, Verified, search_verified
 from safeview.guards import Guard, default_target, is_flagged, load_guard, scores
 from safeview.io import (
     DEFAULT_MAX_PIXELS,
@@ -162,11 +170,11 @@ class Pipeline:
             self._local.explainer = cached
         return cached
 
-    def classify(self, image: ImageSource | LoadedImage, *, name: str | None = None) -> Report:
-        """Score ``image`` with the guard; the Report carries the scores and whether it is
-        flagged."""
+    def _score(
+        self, image: ImageSource | LoadedImage, name: str | None, timings: dict[str, float]
+    ) -> Scored:
+        """Decode ``image`` and score it with the guard (the step classify and safeguard share)."""
         options = self.options
-        timings: dict[str, float] = {}
         with _timed(timings, "decode"):
             loaded = (
                 image
@@ -179,14 +187,21 @@ class Pipeline:
             probs = scores(model, [loaded.pixels])[0]
         target = default_target(model, probs)
         flagged = bool(is_flagged(model, probs, target, options.threshold)[0])
+        return Scored(loaded, model, probs, target, flagged, score_dict(model, probs, target))
+
+    def classify(self, image: ImageSource | LoadedImage, *, name: str | None = None) -> Report:
+        """Score ``image`` with the guard; the Report carries the scores and whether it is
+        flagged."""
+        timings: dict[str, float] = {}
+        scored = self._score(image, name, timings)
         timings["total"] = round(sum(timings.values()), 6)
         return Report(
-            input=_input_info(loaded),
-            guard=_guard_info(model, target, options.threshold),
-            flagged=flagged,
-            scores_before=score_dict(model, probs, target),
+            input=_input_info(scored.loaded),
+            guard=_guard_info(scored.model, scored.target, self.options.threshold),
+            flagged=scored.flagged,
+            scores_before=scored.scores_before,
             scores_after=None,
-            success=not flagged,
+            success=not scored.flagged,
             style="blur",
             timings=timings,
         )
@@ -194,211 +209,119 @@ class Pipeline:
     def safeguard(self, image: ImageSource | LoadedImage, *, name: str | None = None) -> Report:
         """Obfuscate the fewest regions of ``image`` that flip the guard's decision (see
         :func:`safeguard`)."""
-        options = self.options
-        attribution = options.attribution
-        search = options.search
-        renderer = self.renderer
         timings: dict[str, float] = {}
         start = time.perf_counter()
+        scored = self._score(image, name, timings)
+        fmt, _ = output_format(scored.loaded.format)
+        segmented = verified = None
+        if not scored.flagged:
+            with _timed(timings, "render"):  # nothing to hide: re-encode without metadata
+                encoded = encode_image(scored.loaded.pixels, fmt)
+                pixels, after = scored.loaded.pixels.copy(), dict(scored.scores_before)
+            outcome = Outcome(True, pixels, None, encoded, scores_after=after)
+        else:
+            segmented = self._segment(scored, timings)
+            verified = self._search(scored, segmented, fmt, timings)
+            outcome = self._outcome(scored, segmented, verified, fmt)
+        report = _build_report(self.options, scored, fmt, outcome, segmented, verified, timings)
+        self._add_rationale(report, scored.loaded)
+        timings["total"] = round(time.perf_counter() - start, 6)
+        if self.options.on_failure == "error" and not report.success:
+            raise SearchFailedError(report)
+        return report
 
-        with _timed(timings, "decode"):
-            loaded = (
-                image
-                if isinstance(image, LoadedImage)
-                else load_image(image, name=name, max_pixels=options.max_pixels)
-            )
-        with _timed(timings, "load_guard"):
-            model = self.guard
-        with _timed(timings, "classify"):
-            probs_before = scores(model, [loaded.pixels])[0]
-        target = default_target(model, probs_before)
-        flagged = bool(is_flagged(model, probs_before, target, options.threshold)[0])
-        fmt, _ = output_format(loaded.format)
-        report = Report(
-            input=_input_info(loaded),
-            guard=_guard_info(model, target, options.threshold),
-            flagged=flagged,
-            scores_before=score_dict(model, probs_before, target),
-            style=options.style,
-            attribution=attribution if isinstance(attribution, str) else attribution.name,
-            segmenter=options.segmenter,
-            segmenter_options=dict(options.segmenter_options),
-            search=search,
-            pruned=options.prune,
-            timings=timings,
-            output_format=fmt,
-        )
-        if not flagged:
-            # Nothing to hide: re-encode without metadata.
-            with _timed(timings, "render"):
-                report.encoded = encode_image(loaded.pixels, fmt)
-                report.image = loaded.pixels.copy()
-            report.scores_after = dict(report.scores_before)
-            report.success = True
-            self._add_rationale(report, loaded)
-            timings["total"] = round(time.perf_counter() - start, 6)
-            return report
-
+    def _segment(self, scored: Scored, timings: dict[str, float]) -> Segmented:
+        """Attribution for the target and fine regions, on the working copy."""
+        loaded, model = scored.loaded, scored.model
         height, width = working_shape(
-            loaded.height, loaded.width, options.working_size or min(model.input_size)
+            loaded.height, loaded.width, self.options.working_size or min(model.input_size)
         )
         working = resize(loaded.pixels, (width, height))
-        report.working_size = [width, height]
-
         with _timed(timings, "attribution"):
             explainer = self.explainer
-            heatmap = explainer.attribute(model.preprocess([working]), target)[0]
+            heatmap = explainer.attribute(model.preprocess([working]), scored.target)[0]
             heatmap = resize(np.nan_to_num(heatmap.astype(np.float32)), (width, height))
             heatmap = np.clip(heatmap, 0.0, 1.0)
         with _timed(timings, "segmentation"):
             labels = segment(working, self.segmenter, attribution=heatmap)
-        report.n_regions = int(labels.max()) + 1
-        report.attribution_map = heatmap
-        report.labels = labels
+        return Segmented(working, [width, height], heatmap, labels)
 
-        passes = {"search": 0, "verify": 0}
+    def _search(
+        self, scored: Scored, segmented: Segmented, fmt: str, timings: dict[str, float]
+    ) -> Verified:
+        """The search, verified on the encoded full-resolution output (``search_verified``)."""
+        model, target, loaded = scored.model, scored.target, scored.loaded
+        threshold, labels, renderer = self.options.threshold, segmented.labels, self.renderer
 
         def predict(images: list[np.ndarray]) -> np.ndarray:
             return scores(model, images, batch_size=max(len(images), 1))
 
-        def still_flagged(probs: np.ndarray) -> np.ndarray:
-            return is_flagged(model, probs, target, options.threshold, margin=options.margin)
+        def flagged(probs: np.ndarray, margin: float) -> np.ndarray:
+            return is_flagged(model, probs, target, threshold, margin=margin)
 
-        with _timed(timings, "search"):
-            result = self.search(
-                predict, still_flagged, bind(renderer, working), labels, heatmap, working
-            )
-        report.search_flipped = result.flipped
-        report.depth = result.depth
-        report.search_stages = [dict(stage) for stage in result.stages]
-        passes["search"] = result.images_scored
-        total_pixels = labels.size
-        report.obfuscated_fraction_unpruned = round(
-            float(result.area[result.chosen_unpruned].sum()) / total_pixels, 6
-        )
+        def search(*arguments: Any) -> Counterfactual:
+            with _timed(timings, "search"):
+                return self.search(*arguments)
 
-        def render_full(chosen: list[int]) -> tuple[np.ndarray, np.ndarray, bytes]:
-            """The output for ``chosen`` at full resolution: mask, pixels, encoded file."""
+        def render_full(chosen: list[int]) -> Rendered:
             with _timed(timings, "render"):
                 mask = _full_mask(labels, chosen, loaded.height, loaded.width)
                 rendered = renderer.render(loaded.pixels, mask)
-                return mask, rendered, encode_image(rendered, fmt)
+                return Rendered(mask, rendered, encode_image(rendered, fmt))
 
-        def verify(outputs: list[tuple[np.ndarray, np.ndarray, bytes]]) -> np.ndarray:
-            """The guard's probabilities on the decoded output files, in one batch."""
+        def verify(outputs: list[Rendered]) -> np.ndarray:
             with _timed(timings, "rescore"):
-                probs = scores(model, [decode_pixels(data) for _, _, data in outputs])
-            passes["verify"] += len(outputs)
-            return probs
+                return scores(model, [decode_pixels(output.encoded) for output in outputs])
 
-        def first_verified(candidates: list[list[int]]) -> tuple[Any, ...] | None:
-            """The first candidate whose encoded full-resolution output no longer flags, with
-            (chosen, mask, pixels, file, probabilities); scored a few at a time."""
-            for start_index in range(0, len(candidates), 4):
-                chunk = candidates[start_index : start_index + 4]
-                outputs = [render_full(candidate) for candidate in chunk]
-                probs = verify(outputs)
-                flags = is_flagged(model, probs, target, options.threshold)
-                for i in range(len(chunk)):
-                    if not flags[i]:
-                        return (list(chunk[i]), *outputs[i], probs[i])
-            return None
+        working = segmented.working
+        return search_verified(
+            search, predict, flagged, bind(renderer, working), render_full, verify,
+            labels, segmented.attribution, working, margin=self.options.margin,
+        )  # fmt: skip
 
-        full_mask, output, encoded = render_full(result.chosen)
-        probs_after = verify([(full_mask, output, encoded)])[0]
-        still = bool(is_flagged(model, probs_after, target, options.threshold)[0])
-        if result.flipped and still:
-            # A flip found at working resolution can be marginal and not survive full resolution
-            # and encoding. Verify the search's larger candidates on the output, smallest first;
-            # failing that, search again for a more decisive flip (a wider margin) and verify it.
-            held = first_verified(result.fallback_sets)
-            for extra in (0.1, 0.25):
-                if held is not None:
-                    break
-                margin = min(0.49, options.margin + extra)
-
-                def decisive(probs: np.ndarray, margin: float = margin) -> np.ndarray:
-                    return is_flagged(model, probs, target, options.threshold, margin=margin)
-
-                with _timed(timings, "search"):
-                    again = self.search(
-                        predict, decisive, bind(renderer, working), labels, heatmap, working
-                    )
-                passes["search"] += again.images_scored
-                if again.flipped:
-                    held = first_verified([again.chosen, *again.fallback_sets[:3]])
-                    if held is not None:
-                        result = again
-                        report.warnings.append(
-                            "the first flip did not hold at full resolution: searched again "
-                            f"with margin {margin:.2f}"
-                        )
-            if held is None:
-                # Last resort before failing closed: grow the set along the attribution order
-                # (doubling), short of the whole image, verified on the output.
-                grown, k = [], 2
-                while k < len(result.order):
-                    candidate = sorted(set(result.chosen) | set(result.order[:k]))
-                    if len(candidate) < len(result.order):
-                        grown.append(candidate)
-                    k *= 2
-                held = first_verified(grown)
-            if held is not None:
-                chosen, full_mask, output, encoded, probs_after = held
-                still = False
-                result.chosen = chosen
-                report.obfuscated_fraction_unpruned = max(
-                    report.obfuscated_fraction_unpruned,
-                    round(float(result.area[chosen].sum()) / total_pixels, 6),
-                )
-                report.warnings.append(
-                    "the working-resolution flip did not hold at full resolution: "
-                    f"kept a candidate of {len(chosen)} regions verified on the output"
-                )
-        report.forward_passes = {
-            "classify": 1,
-            "attribution": 1,
-            "search": passes["search"],
-            "verify": passes["verify"],
-            "total": 2 + passes["search"] + passes["verify"],
-        }
-        report.success = result.flipped and not still
-        if report.success:
-            _fill_regions(report, result, labels, loaded)
-            report.mask, report.image, report.encoded = full_mask, output, encoded
-            report.scores_after = score_dict(model, probs_after, target)
-            report.obfuscated_fraction = round(float(full_mask.mean()), 6)
-        else:
-            report.error = (
-                (
-                    f"no flip within {options.max_regions} regions"
-                    if search == "greedy"
-                    else f"the {search} search found no flip"
-                )
-                if not result.flipped
-                else "the search flipped the decision but the full-resolution output did not"
+    def _outcome(
+        self, scored: Scored, segmented: Segmented, verified: Verified, fmt: str
+    ) -> Outcome:
+        """The output: the verified flip, or what the failure policy makes of no flip."""
+        model, target, options = scored.model, scored.target, self.options
+        if verified.success:
+            return Outcome(
+                success=True,
+                image=verified.image,
+                mask=verified.mask,
+                encoded=verified.encoded,
+                scores_after=score_dict(model, verified.probabilities, target),
+                obfuscated_fraction=round(float(verified.mask.mean()), 6),
+                regions=_regions(verified.counterfactual, segmented.labels, scored.loaded),
+                warnings=list(verified.warnings),
             )
-            _apply_failure_policy(
-                report, options.on_failure, result, labels, loaded, output, full_mask, encoded
-            )
-            if options.on_failure != "error":
-                report.scores_after = score_dict(
-                    model, scores(model, [decode_pixels(report.encoded or b"")])[0], target
-                )
-        self._add_rationale(report, loaded)
-        report.timings["total"] = round(time.perf_counter() - start, 6)
-        if options.on_failure == "error" and not report.success:
-            raise SearchFailedError(report)
-        return report
+        error = _failure_message(options, verified.counterfactual.flipped)
+        outcome = _apply_failure_policy(
+            options.on_failure, verified, segmented.labels, scored.loaded, fmt
+        )
+        if options.on_failure == "error":
+            return dataclasses.replace(outcome, error=error)
+        probs = scores(model, [decode_pixels(outcome.encoded or b"")])[0]
+        return dataclasses.replace(
+            outcome, error=error, scores_after=score_dict(model, probs, target)
+        )
 
     def _add_rationale(self, report: Report, loaded: LoadedImage) -> None:
-        _add_rationale(
-            report,
-            loaded,
-            self.options.rationale,
-            self.options.rationale_options,
-            self.options.device,
-        )
+        """With ``options.rationale``: why it was flagged, as ``report.rationale``."""
+        options = self.options
+        if options.rationale is None:
+            return
+        from safeview.rationale import explain
+
+        with _timed(report.timings, "rationale"):
+            result = explain(
+                loaded,
+                options.rationale,
+                report=report,
+                device=str(options.device) if options.device else None,
+                **(options.rationale_options or {}),
+            )
+        report.rationale = result.to_dict()
 
 
 def classify(
@@ -494,26 +417,110 @@ def safeguard(
     )
 
 
-def _add_rationale(
-    report: Report,
-    loaded: LoadedImage,
-    backend: str | None,
-    options: dict[str, Any] | None,
-    device: str | torch.device | None,
-) -> None:
-    if backend is None:
-        return
-    from safeview.rationale import explain
+@dataclass
+class Scored:
+    """The decoded input and the guard's verdict on it."""
 
-    with _timed(report.timings, "rationale"):
-        result = explain(
-            loaded,
-            backend,
-            report=report,
-            device=str(device) if device else None,
-            **(options or {}),
+    loaded: LoadedImage
+    model: Guard
+    probs: np.ndarray
+    target: int
+    flagged: bool
+    #: The report's form of ``probs`` (checked finite: a broken guard fails before any work).
+    scores_before: dict[str, float]
+
+
+@dataclass
+class Segmented:
+    """The working copy, its attribution map for the target and its fine regions."""
+
+    working: np.ndarray
+    size: list[int]  # [width, height]
+    attribution: np.ndarray
+    labels: np.ndarray
+
+
+@dataclass
+class Outcome:
+    """The output and what the report says of it: a verified flip, the image unchanged, or the
+    failure policy's result."""
+
+    success: bool
+    image: np.ndarray | None
+    mask: np.ndarray | None
+    encoded: bytes | None
+    obfuscated_fraction: float = 0.0
+    regions: list[Region] = field(default_factory=list)
+    scores_after: dict[str, float] | None = None
+    fallback: str | None = None
+    error: str | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _build_report(
+    options: SafeguardOptions,
+    scored: Scored,
+    fmt: str,
+    outcome: Outcome,
+    segmented: Segmented | None,
+    verified: Verified | None,
+    timings: dict[str, float],
+) -> Report:
+    """The Report of :meth:`Pipeline.safeguard`, from the results of its stages."""
+    searched: dict[str, Any] = {}
+    if segmented is not None and verified is not None:
+        first = verified.searched
+        searched = dict(
+            working_size=segmented.size,
+            n_regions=int(segmented.labels.max()) + 1,
+            attribution_map=segmented.attribution,
+            labels=segmented.labels,
+            search_flipped=first.flipped,
+            depth=first.depth,
+            search_stages=[dict(stage) for stage in first.stages],
+            obfuscated_fraction_unpruned=verified.unpruned_fraction,
+            forward_passes={
+                "classify": 1,
+                "attribution": 1,
+                "search": verified.search_passes,
+                "verify": verified.verify_passes,
+                "total": 2 + verified.search_passes + verified.verify_passes,
+            },
         )
-    report.rationale = result.to_dict()
+    attribution = options.attribution
+    return Report(
+        input=_input_info(scored.loaded),
+        guard=_guard_info(scored.model, scored.target, options.threshold),
+        flagged=scored.flagged,
+        scores_before=scored.scores_before,
+        scores_after=outcome.scores_after,
+        success=outcome.success,
+        regions=outcome.regions,
+        obfuscated_fraction=outcome.obfuscated_fraction,
+        style=options.style,
+        fallback=outcome.fallback,
+        attribution=attribution if isinstance(attribution, str) else attribution.name,
+        segmenter=options.segmenter,
+        segmenter_options=dict(options.segmenter_options),
+        search=options.search,
+        pruned=options.prune,
+        timings=timings,
+        error=outcome.error,
+        warnings=list(outcome.warnings),
+        image=outcome.image,
+        mask=outcome.mask,
+        encoded=outcome.encoded,
+        output_format=fmt,
+        **searched,
+    )
+
+
+def _failure_message(options: SafeguardOptions, flipped: bool) -> str:
+    if flipped:
+        return "the search flipped the decision but the full-resolution output did not"
+    if options.search == "greedy":
+        return f"no flip within {options.max_regions} regions"
+    return f"the {options.search} search found no flip"
 
 
 def _full_mask(labels: np.ndarray, chosen: list[int], height: int, width: int) -> np.ndarray:
@@ -521,9 +528,8 @@ def _full_mask(labels: np.ndarray, chosen: list[int], height: int, width: int) -
     return resize(small, (width, height), nearest=True).astype(bool)
 
 
-def _fill_regions(
-    report: Report, result: Counterfactual, labels: np.ndarray, loaded: LoadedImage
-) -> None:
+def _regions(result: Counterfactual, labels: np.ndarray, loaded: LoadedImage) -> list[Region]:
+    """The chosen regions of ``result`` in original-image coordinates, by rank."""
     scale_x = loaded.width / labels.shape[1]
     scale_y = loaded.height / labels.shape[0]
     rank = {region: position + 1 for position, region in enumerate(result.order)}
@@ -544,33 +550,44 @@ def _fill_regions(
                 ],
             )
         )
-    report.regions = sorted(regions, key=lambda r: r.rank)
+    return sorted(regions, key=lambda r: r.rank)
 
 
 def _apply_failure_policy(
-    report: Report,
-    on_failure: str,
-    result: Counterfactual,
-    labels: np.ndarray,
-    loaded: LoadedImage,
-    output: np.ndarray,
-    full_mask: np.ndarray,
-    encoded: bytes,
-) -> None:
-    report.fallback = on_failure
-    fmt = report.output_format or "PNG"
+    on_failure: str, verified: Verified, labels: np.ndarray, loaded: LoadedImage, fmt: str
+) -> Outcome:
+    """The output when no flip held: ``"blur-all"`` blurs the whole image, ``"keep"`` keeps the
+    search's attempt, ``"error"`` has none."""
     if on_failure == "blur-all":
         everything = np.ones(loaded.pixels.shape[:2], dtype=bool)
-        report.image = Blur().render(loaded.pixels, everything)
-        report.mask = everything
-        report.encoded = encode_image(report.image, fmt)
-        report.obfuscated_fraction = 1.0
-        report.warnings.append("search failed: the whole image was blurred (fail-closed)")
-    elif on_failure == "keep":
-        _fill_regions(report, result, labels, loaded)
-        report.image, report.mask, report.encoded = output, full_mask, encoded
-        report.obfuscated_fraction = round(float(full_mask.mean()), 6)
-        report.warnings.append("search failed: the attempted regions were kept; may be unsafe")
-    else:
-        report.image = report.mask = report.encoded = None
-        report.obfuscated_fraction = 0.0
+        image = Blur().render(loaded.pixels, everything)
+        return Outcome(
+            success=False,
+            image=image,
+            mask=everything,
+            encoded=encode_image(image, fmt),
+            obfuscated_fraction=1.0,
+            fallback=on_failure,
+            warnings=[
+                *verified.warnings,
+                "search failed: the whole image was blurred (fail-closed)",
+            ],
+        )
+    if on_failure == "keep":
+        return Outcome(
+            success=False,
+            image=verified.image,
+            mask=verified.mask,
+            encoded=verified.encoded,
+            obfuscated_fraction=round(float(verified.mask.mean()), 6),
+            regions=_regions(verified.counterfactual, labels, loaded),
+            fallback=on_failure,
+            warnings=[
+                *verified.warnings,
+                "search failed: the attempted regions were kept; may be unsafe",
+            ],
+        )
+    return Outcome(
+        success=False, image=None, mask=None, encoded=None, fallback=on_failure,
+        warnings=list(verified.warnings),
+    )  # fmt: skip

@@ -3,7 +3,9 @@
 Searches are chosen by name (:func:`make_search`): ``"coarse-to-fine"`` (default) refines a flip
 found on a coarse region hierarchy; ``"greedy"`` is the paper's prefix search by mean attribution;
 ``"powerset"`` scores every subset of the top regions in order of area (a costly comparator).
-A search maps (predict, still_flagged, render, labels, attribution, image) to a Counterfactual.
+A search maps (predict, still_flagged, render, labels, attribution, image) to a Counterfactual;
+:func:`search_verified` (``verify.py``) runs one and verifies its flip on the full-resolution,
+encoded output, trying larger flips and wider margins when it does not hold.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from safeview.counterfactual.greedy import (
 )
 from safeview.counterfactual.hierarchy import Hierarchy, build_hierarchy
 from safeview.counterfactual.powerset import powerset_search
+from safeview.counterfactual.verify import Rendered, Verified, search_verified
 from safeview.registry import Registry
 
 DEFAULT_SEARCH = "coarse-to-fine"
@@ -137,8 +140,10 @@ __all__ = [
     "SEARCHES",
     "Counterfactual",
     "Hierarchy",
+    "Rendered",
     "Search",
     "SearchFactory",
+    "Verified",
     "available_searches",
     "build_hierarchy",
     "coarse_to_fine_search",
@@ -146,4 +151,5 @@ __all__ = [
     "make_search",
     "powerset_search",
     "region_means",
+    "search_verified",
 ]

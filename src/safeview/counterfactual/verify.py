@@ -1,0 +1,201 @@
+"""A search whose flip is verified on the real output, not only at working resolution.
+
+:func:`search_verified` runs a search, renders its choice at full resolution, encodes it, decodes
+it and scores it again (through the caller's ``render_full`` and ``verify``). A flip found at
+working resolution can be marginal and not survive full resolution and encoding; when it does not
+hold, in this order, until one holds on the output:
+
+1. the search's ``fallback_sets`` (larger flips), smallest first, a few per batch;
+2. the search again with a wider margin (+0.1, then +0.25; at most 0.49), its choice and first
+   three fallback sets;
+3. the search's choice grown along the attribution order by doubling (the top 2, 4, 8, ...
+   regions added), short of the whole image.
+
+Nothing holding is not verified (``success`` False): the caller applies its failure policy. The
+output is verified with the plain rule (margin 0), the searches with their margins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from safeview.counterfactual.greedy import Counterfactual, Predict
+
+#: ``flagged(probabilities, margin)``: whether each row still carries the decision being removed,
+#: cleared by ``margin`` (0 is the guard's plain rule).
+Flagged = Callable[[np.ndarray, float], np.ndarray]
+
+
+class Rendered(NamedTuple):
+    """One candidate's output at full resolution: its mask, pixels and encoded file."""
+
+    mask: np.ndarray
+    image: np.ndarray
+    encoded: bytes
+
+
+#: ``render_full(chosen)``: the output that hides the regions ``chosen``.
+RenderFull = Callable[[list[int]], Rendered]
+#: ``verify(outputs)``: the guard's (B, C) probabilities on the decoded output files, one batch.
+Verify = Callable[[list[Rendered]], np.ndarray]
+
+#: Extra margins of the searches run again when no flip of the first one holds on the output.
+WIDER_MARGINS = (0.1, 0.25)
+#: The largest margin a search is run with.
+MAX_MARGIN = 0.49
+#: Candidates rendered and verified per batch.
+VERIFY_BATCH = 4
+
+
+@dataclass
+class Verified:
+    """What :func:`search_verified` found: the output and how it was reached."""
+
+    #: The first search as it ran (its depth, stages and flip describe the search).
+    searched: Counterfactual
+    #: The counterfactual whose ``chosen`` regions the output hides (``searched`` unless a
+    #: larger candidate or a search with a wider margin was kept).
+    counterfactual: Counterfactual
+    mask: np.ndarray
+    image: np.ndarray
+    encoded: bytes
+    #: The guard's probabilities on the decoded output.
+    probabilities: np.ndarray
+    #: The output no longer carries the decision (plain rule).
+    holds: bool
+    #: Area before pruning as a fraction of the image (at least the kept candidate's).
+    unpruned_fraction: float
+    warnings: list[str] = field(default_factory=list)
+    search_passes: int = 0
+    verify_passes: int = 0
+
+    @property
+    def chosen(self) -> list[int]:
+        return self.counterfactual.chosen
+
+    @property
+    def success(self) -> bool:
+        """The search flipped the decision and the output verifies it."""
+        return self.counterfactual.flipped and self.holds
+
+
+def search_verified(
+    search: Callable[..., Counterfactual],
+    predict: Predict,
+    flagged: Flagged,
+    render: Callable[[np.ndarray], np.ndarray],
+    render_full: RenderFull,
+    verify: Verify,
+    labels: np.ndarray,
+    attribution: np.ndarray,
+    image: np.ndarray,
+    *,
+    margin: float = 0.0,
+) -> Verified:
+    """Run ``search`` (a :class:`~safeview.counterfactual.Search`; ``render`` obfuscates the
+    working ``image``) with ``margin`` and verify its choice on the output (see the module
+    docstring for what is tried when it does not hold)."""
+    verify_passes = 0
+
+    def run(margin: float) -> Counterfactual:
+        def still_flagged(probs: np.ndarray) -> np.ndarray:
+            return flagged(probs, margin)
+
+        return search(predict, still_flagged, render, labels, attribution, image)
+
+    def first_held(
+        candidates: Sequence[list[int]],
+    ) -> tuple[list[int], Rendered, np.ndarray] | None:
+        """The first candidate whose output no longer flags, with that output and its scores."""
+        nonlocal verify_passes
+        for start in range(0, len(candidates), VERIFY_BATCH):
+            chunk = candidates[start : start + VERIFY_BATCH]
+            outputs = [render_full(candidate) for candidate in chunk]
+            probs = verify(outputs)
+            verify_passes += len(outputs)
+            flags = flagged(probs, 0.0)
+            for i in range(len(chunk)):
+                if not flags[i]:
+                    return list(chunk[i]), outputs[i], probs[i]
+        return None
+
+    searched = result = run(margin)
+    search_passes = searched.images_scored
+    total = labels.size
+    unpruned = round(float(searched.area[searched.chosen_unpruned].sum()) / total, 6)
+    warnings: list[str] = []
+    output = render_full(searched.chosen)
+    probs = verify([output])
+    verify_passes += 1
+    probabilities = probs[0]
+    holds = not bool(flagged(probs[:1], 0.0)[0])
+    if searched.flipped and not holds:
+        held = first_held(searched.fallback_sets)
+        for extra in WIDER_MARGINS:
+            if held is not None:
+                break
+            wider = min(MAX_MARGIN, margin + extra)
+            again = run(wider)
+            search_passes += again.images_scored
+            if again.flipped:
+                held = first_held([again.chosen, *again.fallback_sets[:3]])
+                if held is not None:
+                    result = again
+                    warnings.append(
+                        "the first flip did not hold at full resolution: searched again "
+                        f"with margin {wider:.2f}"
+                    )
+        if held is None:
+            held = first_held(_grown(result))
+        if held is not None:
+            chosen, output, probabilities = held
+            holds = True
+            result = dataclasses.replace(result, chosen=chosen)
+            unpruned = max(unpruned, round(float(result.area[chosen].sum()) / total, 6))
+            warnings.append(
+                "the working-resolution flip did not hold at full resolution: "
+                f"kept a candidate of {len(chosen)} regions verified on the output"
+            )
+    return Verified(
+        searched=searched,
+        counterfactual=result,
+        mask=output.mask,
+        image=output.image,
+        encoded=output.encoded,
+        probabilities=probabilities,
+        holds=holds,
+        unpruned_fraction=unpruned,
+        warnings=warnings,
+        search_passes=search_passes,
+        verify_passes=verify_passes,
+    )
+
+
+def _grown(result: Counterfactual) -> list[list[int]]:
+    """``result.chosen`` with the top 2, 4, 8, ... regions of its attribution order added, short
+    of the whole image."""
+    grown, k = [], 2
+    while k < len(result.order):
+        candidate = sorted(set(result.chosen) | set(result.order[:k]))
+        if len(candidate) < len(result.order):
+            grown.append(candidate)
+        k *= 2
+    return grown
+
+
+__all__ = [
+    "MAX_MARGIN",
+    "VERIFY_BATCH",
+    "WIDER_MARGINS",
+    "Flagged",
+    "RenderFull",
+    "Rendered",
+    "Verified",
+    "Verify",
+    "search_verified",
+]
