@@ -251,3 +251,34 @@ def test_thin_images_are_worked_on_at_a_bounded_size() -> None:
     height, width = working_shape(60_000, 3, 224)
     assert height <= 4 * 224 and width >= 1
     assert working_shape(300, 400, 224) == (224, 299)
+
+
+def test_a_reused_pipeline_gives_the_reports_of_fresh_calls(red_guard) -> None:
+    from safeview.pipeline import Pipeline, SafeguardOptions
+
+    options = SafeguardOptions(guard=red_guard, working_size=128)
+    images = [
+        red_square_image(),
+        np.full((64, 64, 3), 120, np.uint8),  # not flagged
+        red_square_image(square=(96, 96, 36)),  # no flip holds: blur-all
+        red_square_image(square=(10, 70, 30)),
+        red_square_image(),  # again, after the others
+    ]
+
+    def comparable(report) -> dict:
+        data = report.to_dict()
+        data.pop("timings")
+        return data
+
+    pipeline = Pipeline(options)
+    reused = [pipeline.safeguard(image, name=f"in{i}") for i, image in enumerate(images)]
+    fresh = [safeview.safeguard(image, options, name=f"in{i}") for i, image in enumerate(images)]
+    assert [comparable(r) for r in reused] == [comparable(r) for r in fresh]
+    for one, other in zip(reused, fresh, strict=True):
+        assert one.encoded == other.encoded
+        np.testing.assert_array_equal(one.mask, other.mask)
+    assert [r.fallback for r in reused] == [None, None, "blur-all", None, None]
+    assert not reused[1].flagged and reused[0].success and reused[3].success
+    first, last = comparable(reused[0]), comparable(reused[4])
+    assert first.pop("input")["name"] == "in0" and last.pop("input")["name"] == "in4"
+    assert first == last  # nothing of one image carries over to the next
