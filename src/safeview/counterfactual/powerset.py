@@ -56,7 +56,9 @@ def powerset_search(
         for offset, subset in enumerate(chunk):
             if not flags[offset]:
                 chosen = sorted(subset, key=order.index)
-                # Fallbacks: the next flipping-candidate supersets are unknown; offer the whole top.
+                # Fallbacks for the full-resolution check: the next flipping subsets of this batch
+                # (in order of area), then the whole top.
+                others = [list(s) for i, s in enumerate(chunk) if i > offset and not flags[i]]
                 return Counterfactual(
                     order=order,
                     mean_attribution=means,
@@ -68,7 +70,7 @@ def powerset_search(
                     probabilities=probs[offset],
                     images_scored=scored,
                     forward_batches=batches,
-                    fallback_sets=[top],
+                    fallback_sets=[*others, top],
                     stages=[{"stage": "powerset", "regions": len(top), "scored": scored}],
                 )
         last = probs[-1]
