@@ -10,6 +10,7 @@ import os
 import random
 import struct
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -269,3 +270,24 @@ def test_fifo_inputs_are_refused_in_batch_and_classify(tmp_path: Path, red_guard
 def test_job_for_dev_zero_is_refused() -> None:
     jobs, _ = collect(["/dev/zero"])
     assert isinstance(jobs[0], Job) and jobs[0].error and "not a regular file" in jobs[0].error
+
+
+def test_an_input_replaced_since_the_last_run_is_done_again(
+    tmp_path: Path, red_guard: RedGuard
+) -> None:
+    source = _save(tmp_path / "in" / "a.png", "PNG")
+    out = tmp_path / "out"
+    first = _run([str(source.parent)], out, _options(red_guard))
+    assert first[0].ok
+    sha_first = json.loads(Path(first[0].record["report"]).read_text())["input"]["sha256"]
+    # Same name, another image (and a later modification time).
+    other = red_square_image(square=(70, 70, 40))
+    _save(source, "PNG", other)
+    os.utime(source, ns=(time.time_ns(), time.time_ns() + 10_000_000))
+    second = _run([str(source.parent)], out, _options(red_guard))
+    assert not second[0].skipped
+    sha_second = json.loads(Path(second[0].record["report"]).read_text())["input"]["sha256"]
+    assert sha_second != sha_first
+    # Unchanged now: skipped.
+    third = _run([str(source.parent)], out, _options(red_guard))
+    assert third[0].skipped

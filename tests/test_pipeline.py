@@ -282,3 +282,28 @@ def test_a_reused_pipeline_gives_the_reports_of_fresh_calls(red_guard) -> None:
     first, last = comparable(reused[0]), comparable(reused[4])
     assert first.pop("input")["name"] == "in0" and last.pop("input")["name"] == "in4"
     assert first == last  # nothing of one image carries over to the next
+
+
+def test_a_blur_that_changes_nothing_falls_back_to_a_fill(red_guard) -> None:
+    # Blurring a single-colour image returns it unchanged: the "fail-closed" output would be the
+    # original. It is filled instead, and the output no longer flags.
+    red = np.zeros((64, 64, 3), dtype=np.uint8)
+    red[...] = (230, 20, 20)
+    report = safeview.safeguard(red, guard=red_guard, working_size=64)
+    assert report.flagged and not report.success and report.fallback == "blur-all"
+    assert report.image is not None and not (report.image[..., 0] > 200).any()
+    assert any("filled" in w for w in report.warnings)
+    assert report.scores_after is not None and report.scores_after["unsafe"] < 0.5
+
+
+def test_a_segmentation_with_too_many_regions_is_refused(red_guard) -> None:
+    noise = np.random.default_rng(0).integers(0, 255, size=(128, 128, 3), dtype=np.uint8)
+    noise[40:72, 40:72] = (230, 20, 20)
+    with pytest.raises(ValueError, match="regions, more than the 2000"):
+        safeview.safeguard(
+            noise,
+            guard=red_guard,
+            working_size=128,
+            segmenter="felzenszwalb",
+            segmenter_options={"scale": 0, "min_size": 0},
+        )

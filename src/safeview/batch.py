@@ -285,13 +285,33 @@ def settings_of(
     return normalised
 
 
-def already_done(record: dict[str, Any] | None, settings: dict[str, Any] | None = None) -> bool:
+def source_stamp(job: Job) -> dict[str, Any] | None:
+    """What identifies the input file's content cheaply (its path, size and modification time),
+    recorded in the manifest: a file replaced or edited since is done again, not skipped."""
+    if job.source is None:
+        return None
+    try:
+        info = os.stat(job.source, follow_symlinks=False)
+    except OSError:
+        return None
+    return {"path": str(job.source), "size": info.st_size, "mtime_ns": info.st_mtime_ns}
+
+
+def already_done(
+    record: dict[str, Any] | None,
+    settings: dict[str, Any] | None = None,
+    job: Job | None = None,
+) -> bool:
     """Whether ``record`` is a finished ``ok`` input whose files exist (and, given ``settings``,
-    that was made with these settings)."""
+    that was made with these settings; given ``job``, from the same unchanged input file)."""
     if not record or record.get("status") != "ok":
         return False
     if settings is not None and record.get("settings") != settings:
         return False
+    if job is not None and job.source is not None:
+        stamp = source_stamp(job)
+        if stamp is None or record.get("source") != stamp:
+            return False
     return all(
         record.get(key) is None or Path(record[key]).exists() for key in ("output", "report")
     )
@@ -445,12 +465,14 @@ def run_local(
     outcomes = []
     for job in jobs:
         before = previous.get(job.key)
-        if already_done(before, settings):
+        if already_done(before, settings, job):
             outcome = Outcome(job, previous[job.key], skipped=True)
         else:
-            changed = already_done(before)  # done, but with other settings
+            changed = already_done(before)  # done, but with other settings or another file
+            stamp = source_stamp(job)  # before processing: an edit meanwhile redoes it next time
             outcome = process(job, out, pipeline, viz)
             outcome.record["settings"] = settings
+            outcome.record["source"] = stamp
             if changed:
                 outcome.extra["settings_changed"] = True
             _discard_stale(before, outcome.record, out, inputs)

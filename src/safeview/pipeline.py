@@ -36,7 +36,7 @@ from safeview.io import (
     resize,
 )
 from safeview.options import ON_FAILURE, OnFailure, SafeguardOptions
-from safeview.render import Blur, bind
+from safeview.render import Blur, Fill, bind
 from safeview.report import GuardInfo, InputInfo, Region, Report
 from safeview.segmentation import segment
 
@@ -113,6 +113,10 @@ def _input_info(loaded: LoadedImage) -> InputInfo:
         notes=list(loaded.notes),
     )
 
+
+#: A segmentation with more regions than this is refused: it bounds the cost of any search
+#: (a felzenszwalb with scale 0 makes tens of thousands of one-pixel regions).
+MAX_REGIONS_SEARCHED = 2000
 
 #: The working image's longer side is at most this many times its target shorter side, so a thin
 #: image (1 x 5,000,000) cannot make attribution and segmentation run at full size.
@@ -244,6 +248,12 @@ class Pipeline:
             heatmap = np.clip(heatmap, 0.0, 1.0)
         with _timed(timings, "segmentation"):
             labels = segment(working, self.segmenter, attribution=heatmap)
+        regions = int(labels.max()) + 1
+        if regions > MAX_REGIONS_SEARCHED:
+            raise ValueError(
+                f"segmenter {self.options.segmenter!r} made {regions} regions, more than the "
+                f"{MAX_REGIONS_SEARCHED} a search may consider: choose fewer or larger segments"
+            )
         return Segmented(working, [width, height], heatmap, labels)
 
     def _search(
@@ -302,6 +312,24 @@ class Pipeline:
         if options.on_failure == "error":
             return dataclasses.replace(outcome, error=error)
         probs = scores(model, [decode_pixels(outcome.encoded or b"")])[0]
+        if options.on_failure == "blur-all" and bool(
+            is_flagged(model, probs, target, options.threshold)[0]
+        ):
+            # Blur changes nothing on a tiny or single-colour image: the "fail-closed" output
+            # would be the original. Fill it instead; nothing of the original remains.
+            everything = np.ones(scored.loaded.pixels.shape[:2], dtype=bool)
+            filled = Fill().render(scored.loaded.pixels, everything)
+            encoded = encode_image(filled, fmt)
+            probs = scores(model, [decode_pixels(encoded)])[0]
+            outcome = dataclasses.replace(
+                outcome,
+                image=filled,
+                encoded=encoded,
+                warnings=[
+                    *outcome.warnings,
+                    "the blurred image still flagged: the whole image was filled instead",
+                ],
+            )
         return dataclasses.replace(
             outcome, error=error, scores_after=score_dict(model, probs, target)
         )

@@ -132,3 +132,19 @@ def test_openapi_choices_come_from_the_registries() -> None:
     assert parameters["rationale"]["enum"] == RATIONALES.names()
     assert parameters["max_regions"]["maximum"] == 20
     assert parameters["guard"]["enum"] == ["red-square"]
+
+
+@pytest.mark.parametrize("value", ["0", "none", ""])
+def test_preload_none_words_mean_nothing(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    from safeview.service.settings import Settings
+
+    monkeypatch.setenv("SAFEVIEW_PRELOAD", value)
+    assert Settings.from_env().preload == ()
+
+
+def test_an_unknown_preload_guard_is_refused_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from safeview.service.settings import Settings
+
+    monkeypatch.setenv("SAFEVIEW_PRELOAD", "imagenett")
+    with pytest.raises(ValueError, match="SAFEVIEW_PRELOAD: unknown guard 'imagenett'"):
+        Settings.from_env()

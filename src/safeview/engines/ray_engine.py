@@ -40,6 +40,7 @@ from safeview.batch import (
     process,
     remove_partial_files,
     settings_of,
+    source_stamp,
 )
 
 if TYPE_CHECKING:
@@ -160,11 +161,12 @@ def run_ray(
     outcomes: dict[str, Outcome] = {}
     todo: list[Job] = []
     for job in jobs:
-        if already_done(previous.get(job.key), settings):
+        if already_done(previous.get(job.key), settings, job):
             outcomes[job.key] = Outcome(job, previous[job.key], skipped=True)
         elif job.error or job.source is None:
             outcome = process(job, out, pipeline, viz)  # refused inputs and in-memory samples
             outcome.record["settings"] = settings
+            outcome.record["source"] = source_stamp(job)
             manifest.append(outcome.record)
             outcomes[job.key] = outcome
         else:
@@ -208,9 +210,11 @@ def _run_actors(
         num_cpus=per_actor,
     )
     by_key = {job.key: job for job in todo}
+    stamps = {job.key: source_stamp(job) for job in todo}  # taken before the actors read them
     for row in results.iter_rows():
         record = json.loads(row["record"])
         record["settings"] = settings
+        record["source"] = stamps.get(record["input"])
         manifest.append(record)
         job = by_key.get(record["input"], Job(record["input"], None, record["input"]))
         outcomes[record["input"]] = Outcome(job, record)

@@ -99,7 +99,8 @@ SEGMENTER_OPTION_BOUNDS: dict[str, tuple[float, float]] = {
     "sweeps": (1, 8),
     "superpixel_size": (4, 10_000),
     "max_num_iter": (1, 50),
-    "scale": (0, 10_000),
+    "scale": (1, 10_000),
+    "min_size": (50, 100_000),
     "markers": (1, 400),
 }
 

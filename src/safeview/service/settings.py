@@ -30,6 +30,13 @@ def _csv(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
 
 
+def _preload(value: str) -> tuple[str, ...]:
+    """SAFEVIEW_PRELOAD: guard names; ``0``, ``none``, ``false``, ``no`` or empty: none."""
+    if value.strip().lower() in ("", "0", "none", "false", "no", "off"):
+        return ()
+    return _csv(value)
+
+
 @dataclass
 class Settings:
     """Service limits and defaults; :meth:`from_env` reads ``SAFEVIEW_*`` variables."""
@@ -71,7 +78,7 @@ class Settings:
     @classmethod
     def from_env(cls) -> Settings:
         env = os.environ
-        return cls(
+        settings = cls(
             guard=env.get("SAFEVIEW_GUARD", "open-nsfw"),
             max_body_bytes=int(env.get("SAFEVIEW_MAX_BODY_BYTES", 20 * 1024 * 1024)),
             max_pixels=int(env.get("SAFEVIEW_MAX_PIXELS", 40_000_000)),
@@ -80,7 +87,7 @@ class Settings:
             max_queue=int(env.get("SAFEVIEW_MAX_QUEUE", 16)),
             api_key=env.get("SAFEVIEW_API_KEY") or None,
             device=env.get("SAFEVIEW_DEVICE") or None,
-            preload=_csv(env.get("SAFEVIEW_PRELOAD", "open-nsfw")),
+            preload=_preload(env.get("SAFEVIEW_PRELOAD", "open-nsfw")),
             max_inputs=int(env.get("SAFEVIEW_MAX_INPUTS", 16)),
             max_parts=int(env.get("SAFEVIEW_MAX_PARTS", 16)),
             body_timeout_s=float(env.get("SAFEVIEW_BODY_TIMEOUT_S", 30.0)),
@@ -89,6 +96,13 @@ class Settings:
             rationales=_csv(env.get("SAFEVIEW_RATIONALES", "grounded")),
             instructblip_model=env.get("SAFEVIEW_INSTRUCTBLIP_MODEL") or None,
         ).with_guard_files(_csv(env.get("SAFEVIEW_GUARD_FILES", "")))
+        unknown = [name for name in settings.preload if name not in settings.guards]
+        if unknown:
+            raise ValueError(
+                f"SAFEVIEW_PRELOAD: unknown guard {', '.join(map(repr, unknown))} (available: "
+                f"{', '.join(settings.guards)}; 'none' preloads nothing)"
+            )
+        return settings
 
     def with_guard_files(self, paths: list[str] | tuple[str, ...]) -> Settings:
         """Offer checkpoints from ``safeview train`` as guards named by their file stem
