@@ -45,16 +45,25 @@ class Search(Protocol):
     ) -> Counterfactual: ...
 
 
-def _greedy(
-    predict: Predict,
-    still_flagged: StillFlagged,
-    render: Callable[[np.ndarray], np.ndarray],
-    labels: np.ndarray,
-    attribution: np.ndarray,
-    image: np.ndarray,
-    **options: Any,
-) -> Counterfactual:
-    return greedy_search(predict, still_flagged, render, labels, attribution, **options)
+def _ignoring_image(function: Callable[..., Counterfactual]) -> Callable[..., Counterfactual]:
+    """A search that works on labels and attribution alone, with the common signature."""
+
+    def search(
+        predict: Predict,
+        still_flagged: StillFlagged,
+        render: Callable[[np.ndarray], np.ndarray],
+        labels: np.ndarray,
+        attribution: np.ndarray,
+        image: np.ndarray,
+        **options: Any,
+    ) -> Counterfactual:
+        return function(predict, still_flagged, render, labels, attribution, **options)
+
+    return search
+
+
+_greedy = _ignoring_image(greedy_search)
+_powerset = _ignoring_image(powerset_search)
 
 
 def _coarse_to_fine(
@@ -73,18 +82,6 @@ def _coarse_to_fine(
         labels, image, attribution, factor=factor, attribution_weight=attribution_weight
     )
     return coarse_to_fine_search(predict, still_flagged, render, hierarchy, **options)
-
-
-def _powerset(
-    predict: Predict,
-    still_flagged: StillFlagged,
-    render: Callable[[np.ndarray], np.ndarray],
-    labels: np.ndarray,
-    attribution: np.ndarray,
-    image: np.ndarray,
-    **options: Any,
-) -> Counterfactual:
-    return powerset_search(predict, still_flagged, render, labels, attribution, **options)
 
 
 def _keywords(*functions: Callable[..., Any]) -> frozenset[str]:
