@@ -130,6 +130,8 @@ def test_on_failure_error_writes_no_image(inputs: Path, tmp_path: Path) -> None:
             str(inputs / "cat.jpg"),
             "--guard",
             "imagenet",
+            "--search",
+            "greedy",
             "--max-regions",
             "1",
             "--segmenter",

@@ -82,6 +82,7 @@ def explain(
         options["generation"] = GenerationSettings(
             num_beams=num_beams, max_length=max_length, repetition_penalty=repetition_penalty
         )
+    options.pop("device", None)  # explain() hands its own device to the backend
     try:
         result = run(
             input_path,
