@@ -389,6 +389,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "guards": list(settings.guards),
             "default_guard": settings.guard,
             "segmenters": SEGMENTERS.names(),
+            "default_segmenter": SafeguardOptions().segmenter,
             "styles": RENDERERS.names(),
             "attributions": list(settings.attributions),
             "rationales": list(settings.rationales),
