@@ -18,7 +18,9 @@ from tests.conftest import RedGuard
 
 def test_defaults_in_one_place() -> None:
     options = SafeguardOptions()
-    assert options.guard == "open-nsfw" and options.attribution == "fullgrad"
+    # No guard: every category of the built-in policy is checked.
+    assert options.guard is None and options.policy is None and options.policy_name == "default"
+    assert options.attribution == "fullgrad"
     assert options.segmenter == "bass-guided" and options.search == "coarse-to-fine"
     assert options.style == "blur" and options.threshold == 0.5 and options.max_regions == 10
     assert options.on_failure == "blur-all" and options.prune is True

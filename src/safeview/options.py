@@ -28,10 +28,13 @@ class SafeguardOptions:
 
     ``guard`` and ``attribution`` are registered names (a guard may also be a checkpoint path from
     ``safeview train``) or ready objects; the ``*_options`` go to the chosen stage's factory.
+    Without a ``guard``, every category of ``policy`` is checked (default: the built-in policy,
+    with every offline guard); ``threshold`` applies to a single guard, a policy has its own.
     See :func:`safeview.safeguard` for what each option means.
     """
 
-    guard: Any = "open-nsfw"
+    guard: Any = None
+    policy: Any = None
     attribution: Any = "fullgrad"
     segmenter: str = "bass-guided"
     segmenter_options: dict[str, Any] = field(default_factory=dict)
@@ -82,12 +85,36 @@ class SafeguardOptions:
                 raise ValueError(f"{name} must be >= 1, got {value}")
         self.make_segmenter()
         self.make_search()
+        self._validate_policy()
         self._validate_guard()
         self._validate_attribution()
         if self.rationale is not None:
             from safeview.rationale import RATIONALES
 
             RATIONALES.check_options(self.rationale, self.rationale_options)
+
+    def _validate_policy(self) -> None:
+        if self.policy is None:
+            return
+        if self.guard is not None:
+            raise ValueError("give a guard or a policy, not both (a policy names its own guards)")
+        from safeview.policy import resolve_policy
+        from safeview.rationale.policy import Policy
+
+        if isinstance(self.policy, Policy):
+            return
+        if not isinstance(self.policy, str):
+            raise ValueError(f"policy must be a name or a file, got {type(self.policy).__name__}")
+        resolve_policy(self.policy)
+
+    @property
+    def policy_name(self) -> str | None:
+        """The policy checked (None with a single guard)."""
+        if self.guard is not None:
+            return None
+        if self.policy is None:
+            return "default"
+        return str(getattr(self.policy, "name", self.policy))
 
     def _validate_guard(self) -> None:
         from safeview.guards import available_guards, is_checkpoint_path
@@ -175,8 +202,8 @@ class SafeguardOptions:
     def to_dict(self) -> dict[str, Any]:
         """JSON values: names for guard and attribution objects, ``str`` for a device."""
         values = {name: getattr(self, name) for name in self.names()}
-        for name in ("guard", "attribution"):
-            if not isinstance(values[name], str):
+        for name in ("guard", "attribution", "policy"):
+            if values[name] is not None and not isinstance(values[name], str):
                 values[name] = getattr(values[name], "name", type(values[name]).__name__)
         if values["device"] is not None:
             values["device"] = str(values["device"])
@@ -184,7 +211,7 @@ class SafeguardOptions:
         return converted
 
 
-_NULLABLE = frozenset({"working_size", "batch_size", "device", "rationale"})
+_NULLABLE = frozenset({"guard", "policy", "working_size", "batch_size", "device", "rationale"})
 _INTS = frozenset({"max_regions", "working_size", "batch_size", "max_pixels"})
 _FLOATS = frozenset({"threshold", "margin"})
 

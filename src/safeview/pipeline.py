@@ -24,7 +24,7 @@ import torch
 
 from safeview.attribution import AttributionMethod, make_attribution
 from safeview.counterfactual import Counterfactual, Rendered, Verified, search_verified
-from safeview.guards import Guard, default_target, is_flagged, load_guard, scores
+from safeview.guards import Guard
 from safeview.io import (
     DEFAULT_MAX_PIXELS,
     ImageSource,
@@ -36,8 +36,9 @@ from safeview.io import (
     resize,
 )
 from safeview.options import ON_FAILURE, OnFailure, SafeguardOptions
+from safeview.policy import BoundJudge, GuardPanel, any_flagged, primary
 from safeview.render import Blur, Fill, bind
-from safeview.report import GuardInfo, InputInfo, Region, Report
+from safeview.report import CategoryResult, GuardInfo, InputInfo, Region, Report
 from safeview.segmentation import segment
 
 __all__ = [
@@ -148,36 +149,58 @@ class Pipeline:
         self.segmenter = self.options.make_segmenter()
         self.search = self.options.make_search()
         self.renderer = self.options.make_renderer()
-        self._guard: Guard | None = None
+        self._panel: GuardPanel | None = None
         self._lock = threading.Lock()
         self._local = threading.local()
 
     @property
-    def guard(self) -> Guard:
-        """The guard, loaded on first use."""
-        if self._guard is None:
+    def panel(self) -> GuardPanel:
+        """The guard, or every guard of the policy, loaded on first use."""
+        if self._panel is None:
             with self._lock:
-                if self._guard is None:
-                    self._guard = load_guard(self.options.guard, self.options.device)
-        return self._guard
+                if self._panel is None:
+                    options = self.options
+                    self._panel = GuardPanel(
+                        guard=options.guard,
+                        policy=options.policy,
+                        threshold=options.threshold,
+                        device=options.device,
+                    )
+        return self._panel
+
+    @property
+    def guard(self) -> Guard:
+        """The guard (with a policy: its first guard), loaded on first use."""
+        return self.panel.guards[0]
+
+    @property
+    def guards(self) -> list[Guard]:
+        """Every guard the pipeline scores with, loaded on first use."""
+        return list(self.panel.guards)
 
     @property
     def explainer(self) -> AttributionMethod:
-        """The attribution method for the guard, built once per thread."""
+        """The attribution method for the (first) guard, built once per thread."""
+        return self.explainer_for(self.guard)
+
+    def explainer_for(self, guard: Guard) -> AttributionMethod:
+        """The attribution method for ``guard``, built once per thread."""
         attribution = self.options.attribution
         if not isinstance(attribution, str):
             explainer: AttributionMethod = attribution
             return explainer
-        cached = getattr(self._local, "explainer", None)
+        cached: dict[int, AttributionMethod] | None = getattr(self._local, "explainers", None)
         if cached is None:
-            cached = make_attribution(attribution, self.guard)
-            self._local.explainer = cached
-        return cached
+            cached = self._local.explainers = {}
+        if id(guard) not in cached:
+            cached[id(guard)] = make_attribution(attribution, guard)
+        return cached[id(guard)]
 
     def _score(
         self, image: ImageSource | LoadedImage, name: str | None, timings: dict[str, float]
     ) -> Scored:
-        """Decode ``image`` and score it with the guard (the step classify and safeguard share)."""
+        """Decode ``image`` and score it with every guard (the step classify and safeguard
+        share)."""
         options = self.options
         with _timed(timings, "decode"):
             loaded = (
@@ -186,12 +209,37 @@ class Pipeline:
                 else load_image(image, name=name, max_pixels=options.max_pixels)
             )
         with _timed(timings, "load_guard"):
-            model = self.guard
+            panel = self.panel
         with _timed(timings, "classify"):
-            probs = scores(model, [loaded.pixels])[0]
-        target = default_target(model, probs)
-        flagged = bool(is_flagged(model, probs, target, options.threshold)[0])
-        return Scored(loaded, model, probs, target, flagged, score_dict(model, probs, target))
+            row = panel.score([loaded.pixels])
+        _check_finite(panel, row)
+        judges = panel.bind(row)
+        lead = primary(judges, row)
+        flagged = bool(any_flagged(judges, row)[0])
+        return Scored(
+            loaded=loaded,
+            model=lead.guard,
+            probs=lead.probabilities(row)[0],
+            target=lead.target,
+            flagged=flagged,
+            scores_before=self._score_dict(judges, lead, row),
+            judges=judges,
+            lead=lead,
+            row=row[0],
+        )
+
+    def _score_dict(
+        self, judges: list[BoundJudge], lead: BoundJudge, row: np.ndarray
+    ) -> dict[str, float]:
+        """One guard: its categories (the top 5 and the target of a large one). A policy: each
+        covered category's highest score among its judges."""
+        if self.panel.single:
+            return score_dict(lead.guard, lead.probabilities(row)[0], lead.target)
+        best: dict[str, float] = {}
+        for judge in judges:
+            value = round(float(judge.score(row)[0]), 6)
+            best[judge.category] = max(best.get(judge.category, 0.0), value)
+        return best
 
     def classify(self, image: ImageSource | LoadedImage, *, name: str | None = None) -> Report:
         """Score ``image`` with the guard; the Report carries the scores and whether it is
@@ -201,13 +249,15 @@ class Pipeline:
         timings["total"] = round(sum(timings.values()), 6)
         return Report(
             input=_input_info(scored.loaded),
-            guard=_guard_info(scored.model, scored.target, self.options.threshold),
+            guard=_guard_info(scored.model, scored.target, scored.lead.threshold),
             flagged=scored.flagged,
             scores_before=scored.scores_before,
             scores_after=None,
             success=not scored.flagged,
             style="blur",
             timings=timings,
+            policy=self.panel.policy.name if self.panel.policy is not None else None,
+            categories=_category_results(self.panel, scored, None),
         )
 
     def safeguard(self, image: ImageSource | LoadedImage, *, name: str | None = None) -> Report:
@@ -222,12 +272,14 @@ class Pipeline:
             with _timed(timings, "render"):  # nothing to hide: re-encode without metadata
                 encoded = encode_image(scored.loaded.pixels, fmt)
                 pixels, after = scored.loaded.pixels.copy(), dict(scored.scores_before)
-            outcome = Outcome(True, pixels, None, encoded, scores_after=after)
+            outcome = Outcome(True, pixels, None, encoded, scores_after=after, row_after=scored.row)
         else:
             segmented = self._segment(scored, timings)
             verified = self._search(scored, segmented, fmt, timings)
             outcome = self._outcome(scored, segmented, verified, fmt)
-        report = _build_report(self.options, scored, fmt, outcome, segmented, verified, timings)
+        report = _build_report(
+            self.options, self.panel, scored, fmt, outcome, segmented, verified, timings
+        )
         self._add_rationale(report, scored.loaded)
         timings["total"] = round(time.perf_counter() - start, 6)
         if self.options.on_failure == "error" and not report.success:
@@ -235,17 +287,23 @@ class Pipeline:
         return report
 
     def _segment(self, scored: Scored, timings: dict[str, float]) -> Segmented:
-        """Attribution for the target and fine regions, on the working copy."""
-        loaded, model = scored.loaded, scored.model
-        height, width = working_shape(
-            loaded.height, loaded.width, self.options.working_size or min(model.input_size)
+        """Attribution and fine regions, on the working copy. With several flagged judges (a
+        policy), a region matters when it matters to any of them: their maps' maximum."""
+        loaded = scored.loaded
+        flagged = scored.flagged_judges
+        short_side = self.options.working_size or min(
+            min(judge.guard.input_size) for judge in flagged
         )
+        height, width = working_shape(loaded.height, loaded.width, short_side)
         working = resize(loaded.pixels, (width, height))
         with _timed(timings, "attribution"):
-            explainer = self.explainer
-            heatmap = explainer.attribute(model.preprocess([working]), scored.target)[0]
-            heatmap = resize(np.nan_to_num(heatmap.astype(np.float32)), (width, height))
-            heatmap = np.clip(heatmap, 0.0, 1.0)
+            maps = []
+            for judge in flagged:
+                explainer = self.explainer_for(judge.guard)
+                one = explainer.attribute(judge.guard.preprocess([working]), judge.target)[0]
+                one = resize(np.nan_to_num(one.astype(np.float32)), (width, height))
+                maps.append(np.clip(one, 0.0, 1.0))
+            heatmap = np.max(maps, axis=0)
         with _timed(timings, "segmentation"):
             labels = segment(working, self.segmenter, attribution=heatmap)
         regions = int(labels.max()) + 1
@@ -254,20 +312,21 @@ class Pipeline:
                 f"segmenter {self.options.segmenter!r} made {regions} regions, more than the "
                 f"{MAX_REGIONS_SEARCHED} a search may consider: choose fewer or larger segments"
             )
-        return Segmented(working, [width, height], heatmap, labels)
+        return Segmented(working, [width, height], heatmap, labels, attributions=len(maps))
 
     def _search(
         self, scored: Scored, segmented: Segmented, fmt: str, timings: dict[str, float]
     ) -> Verified:
-        """The search, verified on the encoded full-resolution output (``search_verified``)."""
-        model, target, loaded = scored.model, scored.target, scored.loaded
-        threshold, labels, renderer = self.options.threshold, segmented.labels, self.renderer
+        """The search, verified on the encoded full-resolution output (``search_verified``),
+        against every judge: a candidate flips when no judge flags it any more."""
+        loaded, judges, panel = scored.loaded, scored.judges, self.panel
+        labels, renderer = segmented.labels, self.renderer
 
         def predict(images: list[np.ndarray]) -> np.ndarray:
-            return scores(model, images, batch_size=max(len(images), 1))
+            return panel.score(images)
 
         def flagged(probs: np.ndarray, margin: float) -> np.ndarray:
-            return is_flagged(model, probs, target, threshold, margin=margin)
+            return any_flagged(judges, probs, margin)
 
         def search(*arguments: Any) -> Counterfactual:
             with _timed(timings, "search"):
@@ -281,7 +340,7 @@ class Pipeline:
 
         def verify(outputs: list[Rendered]) -> np.ndarray:
             with _timed(timings, "rescore"):
-                return scores(model, [decode_pixels(output.encoded) for output in outputs])
+                return panel.score([decode_pixels(output.encoded) for output in outputs])
 
         working = segmented.working
         return search_verified(
@@ -293,14 +352,15 @@ class Pipeline:
         self, scored: Scored, segmented: Segmented, verified: Verified, fmt: str
     ) -> Outcome:
         """The output: the verified flip, or what the failure policy makes of no flip."""
-        model, target, options = scored.model, scored.target, self.options
+        options, judges, panel = self.options, scored.judges, self.panel
         if verified.success:
             return Outcome(
                 success=True,
                 image=verified.image,
                 mask=verified.mask,
                 encoded=verified.encoded,
-                scores_after=score_dict(model, verified.probabilities, target),
+                scores_after=self._score_dict(judges, scored.lead, verified.probabilities),
+                row_after=np.asarray(verified.probabilities),
                 obfuscated_fraction=round(float(verified.mask.mean()), 6),
                 regions=_regions(verified.counterfactual, segmented.labels, scored.loaded),
                 warnings=list(verified.warnings),
@@ -311,16 +371,14 @@ class Pipeline:
         )
         if options.on_failure == "error":
             return dataclasses.replace(outcome, error=error)
-        probs = scores(model, [decode_pixels(outcome.encoded or b"")])[0]
-        if options.on_failure == "blur-all" and bool(
-            is_flagged(model, probs, target, options.threshold)[0]
-        ):
+        row = panel.score([decode_pixels(outcome.encoded or b"")])
+        if options.on_failure == "blur-all" and bool(any_flagged(judges, row)[0]):
             # Blur changes nothing on a tiny or single-colour image: the "fail-closed" output
             # would be the original. Fill it instead; nothing of the original remains.
             everything = np.ones(scored.loaded.pixels.shape[:2], dtype=bool)
             filled = Fill().render(scored.loaded.pixels, everything)
             encoded = encode_image(filled, fmt)
-            probs = scores(model, [decode_pixels(encoded)])[0]
+            row = panel.score([decode_pixels(encoded)])
             outcome = dataclasses.replace(
                 outcome,
                 image=filled,
@@ -330,8 +388,12 @@ class Pipeline:
                     "the blurred image still flagged: the whole image was filled instead",
                 ],
             )
+        _check_finite(panel, row)
         return dataclasses.replace(
-            outcome, error=error, scores_after=score_dict(model, probs, target)
+            outcome,
+            error=error,
+            scores_after=self._score_dict(judges, scored.lead, row),
+            row_after=row[0],
         )
 
     def _add_rationale(self, report: Report, loaded: LoadedImage) -> None:
@@ -354,16 +416,18 @@ class Pipeline:
 
 def classify(
     image: ImageSource | LoadedImage,
-    guard: str | Guard = "open-nsfw",
+    guard: str | Guard | None = None,
     *,
+    policy: Any = None,
     threshold: float = 0.5,
     device: str | torch.device | None = None,
     name: str | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
 ) -> Report:
-    """Score ``image`` with ``guard``; the Report carries the scores and whether it is flagged."""
+    """Score ``image`` with ``guard``, or with every guard of ``policy`` (default: the built-in
+    policy); the Report carries the scores, each category and whether it is flagged."""
     options = SafeguardOptions(
-        guard=guard, threshold=threshold, device=device, max_pixels=max_pixels
+        guard=guard, policy=policy, threshold=threshold, device=device, max_pixels=max_pixels
     )
     return Pipeline(options).classify(image, name=name)
 
@@ -390,7 +454,11 @@ def safeguard(
     name:
         The input's name in the report.
     guard:
-        ``"open-nsfw"`` (default), ``"imagenet"``, another registered name, or a Guard object.
+        One guard: ``"open-nsfw"``, ``"imagenet"``, another registered name, or a Guard object.
+    policy:
+        Without ``guard``: the policy whose every category is checked (default: the built-in
+        one; a name or a JSON file). When several categories flag, the output hides what flips
+        all of them, verified against every guard of the policy.
     attribution:
         ``"fullgrad"`` (default), ``"gradcam"``, ``"gradcam++"``, ``"xgradcam"``, ``"ablationcam"``.
     segmenter:
@@ -456,6 +524,14 @@ class Scored:
     flagged: bool
     #: The report's form of ``probs`` (checked finite: a broken guard fails before any work).
     scores_before: dict[str, float]
+    #: Every judge (one for a single guard), the one the report names, and the panel's row.
+    judges: list[BoundJudge]
+    lead: BoundJudge
+    row: np.ndarray
+
+    @property
+    def flagged_judges(self) -> list[BoundJudge]:
+        return [judge for judge in self.judges if bool(judge.flags(self.row)[0])]
 
 
 @dataclass
@@ -466,6 +542,8 @@ class Segmented:
     size: list[int]  # [width, height]
     attribution: np.ndarray
     labels: np.ndarray
+    #: Attribution maps computed (one per flagged judge).
+    attributions: int = 1
 
 
 @dataclass
@@ -483,10 +561,69 @@ class Outcome:
     fallback: str | None = None
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    #: Every guard's probabilities on the output (the panel's row), for the per-category report.
+    row_after: np.ndarray | None = None
+
+
+def _check_finite(panel: GuardPanel, row: np.ndarray) -> None:
+    """Raise :class:`GuardError` naming the guard whose probabilities are not finite: a broken
+    guard's verdict is no verdict, and nothing is written (fail closed)."""
+    row = np.atleast_2d(row)
+    for guard, offset in zip(panel.guards, panel.offsets, strict=True):
+        if not np.isfinite(row[:, offset : offset + len(guard.categories)]).all():
+            raise GuardError(
+                f"guard {guard.name!r} returned non-finite scores (NaN or inf): "
+                "nothing was written (fail closed)"
+            )
+
+
+def _category_results(
+    panel: GuardPanel, scored: Scored, after: np.ndarray | None
+) -> list[CategoryResult]:
+    """Each category of the policy: its judges' scores before and after, flagged or not, or
+    not covered (no guard judges it). Empty for a single guard."""
+    if panel.policy is None:
+        return []
+    results = []
+    for category in panel.categories:
+        judges = [judge for judge in scored.judges if judge.category == category.id]
+        entries = []
+        for judge in judges:
+            entry: dict[str, Any] = {
+                "guard": judge.guard.name,
+                "category": judge.guard_category,
+                "threshold": judge.threshold,
+                "score_before": round(float(judge.score(scored.row)[0]), 6),
+                "flagged_before": bool(judge.flags(scored.row)[0]),
+            }
+            if after is not None:
+                entry["score_after"] = round(float(judge.score(after)[0]), 6)
+                entry["flagged_after"] = bool(judge.flags(after)[0])
+            entries.append(entry)
+        lead = max(entries, key=lambda e: e["score_before"] / e["threshold"], default=None)
+        results.append(
+            CategoryResult(
+                id=category.id,
+                name=category.name,
+                covered=bool(entries),
+                flagged=any(e["flagged_before"] for e in entries),
+                guard=lead["guard"] if lead else None,
+                score_before=max((e["score_before"] for e in entries), default=None),
+                score_after=max((e["score_after"] for e in entries), default=None)
+                if after is not None
+                else None,
+                flagged_after=any(e["flagged_after"] for e in entries)
+                if after is not None and entries
+                else None,
+                judges=entries,
+            )
+        )
+    return results
 
 
 def _build_report(
     options: SafeguardOptions,
+    panel: GuardPanel,
     scored: Scored,
     fmt: str,
     outcome: Outcome,
@@ -507,18 +644,14 @@ def _build_report(
             depth=first.depth,
             search_stages=[dict(stage) for stage in first.stages],
             obfuscated_fraction_unpruned=verified.unpruned_fraction,
-            forward_passes={
-                "classify": 1,
-                "attribution": 1,
-                "search": verified.search_passes,
-                "verify": verified.verify_passes,
-                "total": 2 + verified.search_passes + verified.verify_passes,
-            },
+            forward_passes=_forward_passes(len(panel.guards), segmented, verified),
         )
     attribution = options.attribution
     return Report(
         input=_input_info(scored.loaded),
-        guard=_guard_info(scored.model, scored.target, options.threshold),
+        guard=_guard_info(scored.model, scored.target, scored.lead.threshold),
+        policy=panel.policy.name if panel.policy is not None else None,
+        categories=_category_results(panel, scored, outcome.row_after),
         flagged=scored.flagged,
         scores_before=scored.scores_before,
         scores_after=outcome.scores_after,
@@ -541,6 +674,19 @@ def _build_report(
         output_format=fmt,
         **searched,
     )
+
+
+def _forward_passes(guards: int, segmented: Segmented, verified: Verified) -> dict[str, int]:
+    """Forward passes for one input: each image scored counts once per guard of the panel;
+    one attribution pass per flagged judge."""
+    passes = {
+        "classify": guards,
+        "attribution": segmented.attributions,
+        "search": verified.search_passes * guards,
+        "verify": verified.verify_passes * guards,
+    }
+    passes["total"] = sum(passes.values())
+    return passes
 
 
 def _failure_message(options: SafeguardOptions, flipped: bool) -> str:

@@ -12,10 +12,10 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = "1.2"
+SCHEMA_VERSION = "1.3"
 #: Versions :meth:`Report.from_dict` reads (1.1 added ``rationale``; 1.2 ``search``,
-#: ``search_stages`` and ``forward_passes``).
-READABLE_VERSIONS = frozenset({"1.0", "1.1", "1.2"})
+#: ``search_stages`` and ``forward_passes``; 1.3 ``policy`` and ``categories``).
+READABLE_VERSIONS = frozenset({"1.0", "1.1", "1.2", "1.3"})
 
 
 @dataclass
@@ -36,6 +36,27 @@ class GuardInfo:
     target: str  # the category whose decision the search removes
     target_index: int
     threshold: float
+
+
+@dataclass
+class CategoryResult:
+    """One category of the policy: whether it flagged, by which guard, before and after.
+
+    ``covered`` is false when no guard of the policy judges the category: it is not known to be
+    safe, and its scores are None. ``judges`` has each guard's entry: ``guard``, ``category``
+    (the guard's output), ``threshold``, ``score_before``, ``flagged_before`` and, once there
+    is an output, ``score_after`` and ``flagged_after``.
+    """
+
+    id: str
+    name: str
+    covered: bool
+    flagged: bool
+    guard: str | None = None
+    score_before: float | None = None
+    score_after: float | None = None
+    flagged_after: bool | None = None
+    judges: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -98,6 +119,9 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     #: Why it was flagged: text, backend, model, prompt, category, answers (see safeview.explain).
     rationale: dict[str, Any] | None = None
+    #: The policy checked (None: a single guard), and each of its categories.
+    policy: str | None = None
+    categories: list[CategoryResult] = field(default_factory=list)
     # Arrays for Python users; never serialised.
     image: np.ndarray | None = field(default=None, repr=False, compare=False)
     attribution_map: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -114,6 +138,7 @@ class Report:
                 is_record = is_dataclass(value) and not isinstance(value, type)
                 data[item.name] = asdict(value) if is_record else value
         data["regions"] = [asdict(region) for region in self.regions]
+        data["categories"] = [asdict(category) for category in self.categories]
         return json.loads(json.dumps(data, allow_nan=False))
 
     def to_json(self, indent: int | None = 2) -> str:
@@ -128,6 +153,7 @@ class Report:
         values["input"] = InputInfo(**values["input"])
         values["guard"] = GuardInfo(**values["guard"])
         values["regions"] = [Region(**r) for r in values.get("regions", [])]
+        values["categories"] = [CategoryResult(**c) for c in values.get("categories", [])]
         return cls(**values)
 
 
@@ -192,6 +218,22 @@ JSON_SCHEMA: dict[str, Any] = {
         "rationale": {
             "type": ["object", "null"],
             "required": ["text", "backend", "model", "prompt", "category", "answers"],
+        },
+        "policy": {"type": ["string", "null"]},
+        "categories": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["id", "name", "covered", "flagged", "judges"],
+                "properties": {
+                    "covered": {"type": "boolean"},
+                    "flagged": {"type": "boolean"},
+                    "score_before": {"type": ["number", "null"]},
+                    "score_after": {"type": ["number", "null"]},
+                    "flagged_after": {"type": ["boolean", "null"]},
+                    "judges": {"type": "array", "items": {"type": "object"}},
+                },
+            },
         },
     },
 }

@@ -58,7 +58,7 @@ def test_questions_without_evidence_are_marked_unanswerable() -> None:
     rationale = GroundedBackend(None).explain(context, questions=True)
     assert rationale.text.startswith("No guard output maps to a policy category")
     sources = {a.question: a.source for a in rationale.answers}
-    assert len(sources) == 9  # every question of every category
+    assert len(sources) == sum(len(c.questions) for c in load_policy().categories.values())
     assert sources["Are there weapons in the image, such as guns or knives?"] == "unanswerable"
 
 
@@ -91,7 +91,9 @@ def test_templates_come_from_the_policy_file(tmp_path) -> None:
 
 def test_policy_taxonomy_and_bad_files(tmp_path) -> None:
     policy = load_policy()
-    assert set(policy.categories) == {"sexually_explicit", "cyberbullying", "self_harm"}
+    # The paper's three categories, and violence and weapons, which offline guards judge.
+    assert set(policy.categories) >= {"sexually_explicit", "cyberbullying", "self_harm"}
+    assert {"violence", "weapons"} <= set(policy.categories)
     assert len(policy.taxonomy) == 9
     assert policy.categories["self_harm"].taxonomy == ("self-harm",)
     bad = tmp_path / "bad.json"

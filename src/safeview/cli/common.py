@@ -33,8 +33,33 @@ def check_guard(value: Any) -> Any:
 
 def guard_option(help_text: str) -> Any:
     return typer.Option(
-        help=f"{help_text} open-nsfw, imagenet, or a guard.pt from `safeview train`.",
+        help=f"{help_text} open-nsfw, imagenet, or a guard.pt from `safeview train`. "
+        "Without it, every category of --policy is checked.",
         callback=check_guard,
+        show_default=False,
+    )
+
+
+def check_policy(value: Any) -> Any:
+    """``default`` or a readable policy file (validated before any work)."""
+    if value is None:
+        return value
+    from safeview.policy import resolve_policy
+
+    try:
+        resolve_policy(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+def policy_option() -> Any:
+    return typer.Option(
+        help="The policy checked when no --guard is given: 'default' (built in: every category "
+        "with its offline guards and thresholds) or a policy JSON file of the same shape "
+        "(categories, each with 'guards': [{guard, category, threshold}]).",
+        callback=check_policy,
+        show_default=False,
     )
 
 

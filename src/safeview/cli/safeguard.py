@@ -13,6 +13,7 @@ from safeview.cli.common import (
     error,
     guard_option,
     parse_options,
+    policy_option,
     progress_bars,
     registered,
 )
@@ -35,15 +36,32 @@ class OnFailureName(StrEnum):
 
 
 def _summary(report: Report) -> str:
-    target = report.guard.target
-    before = report.scores_before.get(target, 0.0)
-    if not report.flagged:
-        return f"{report.input.name}: not flagged ({target} p={before:.3f}); nothing obfuscated"
-    after = (report.scores_after or {}).get(target)
-    after_text = f"{after:.3f}" if after is not None else "n/a"
+    if report.categories:  # a policy: every flagged category, before -> after
+        flagged = [c for c in report.categories if c.flagged]
+        if not flagged:
+            highest = max(
+                (c for c in report.categories if c.covered),
+                key=lambda c: c.score_before or 0.0,
+            )
+            return (
+                f"{report.input.name}: not flagged (highest: {highest.id} "
+                f"p={highest.score_before:.3f}); nothing obfuscated"
+            )
+        changes = ", ".join(
+            f"{c.id} p={c.score_before:.3f} -> "
+            + (f"{c.score_after:.3f}" if c.score_after is not None else "n/a")
+            for c in flagged
+        )
+    else:
+        target = report.guard.target
+        before = report.scores_before.get(target, 0.0)
+        if not report.flagged:
+            return f"{report.input.name}: not flagged ({target} p={before:.3f}); nothing obfuscated"
+        after = (report.scores_after or {}).get(target)
+        changes = f"{target} p={before:.3f} -> " + (f"{after:.3f}" if after is not None else "n/a")
     state = "flipped" if report.success else f"NOT flipped (fallback: {report.fallback})"
     return (
-        f"{report.input.name}: {target} p={before:.3f} -> {after_text}, {state}, "
+        f"{report.input.name}: {changes}, {state}, "
         f"{len(report.regions)} region(s), {100 * report.obfuscated_fraction:.1f}% obfuscated"
     )
 
@@ -56,7 +74,8 @@ def safeguard(
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Folder for obfuscated images and reports.")
     ] = Path("out"),
-    guard: Annotated[str, guard_option("Classifier whose decision is removed:")] = "open-nsfw",
+    guard: Annotated[str | None, guard_option("One classifier whose decision is removed:")] = None,
+    policy: Annotated[str | None, policy_option()] = None,
     attribution: Annotated[
         str,
         typer.Option(
@@ -178,14 +197,17 @@ def safeguard(
     from safeview.guards import is_checkpoint_path
     from safeview.options import SafeguardOptions
 
-    if is_checkpoint_path(guard):  # Ray workers may not share our working directory
+    if guard is not None and is_checkpoint_path(guard):  # Ray workers may not share our cwd
         guard = str(Path(guard).resolve())
+    if policy is not None and Path(policy).is_file():
+        policy = str(Path(policy).resolve())
     try:
         if not 0.0 < threshold < 1.0:
             raise ValueError(f"--threshold must be strictly between 0 and 1, got {threshold}")
         # Every option validated once, before any input is read.
         options = SafeguardOptions(
             guard=guard,
+            policy=policy,
             attribution=attribution,
             segmenter=segmenter,
             segmenter_options=parse_options(segmenter_option or []),
@@ -259,9 +281,26 @@ def safeguard(
         raise typer.Exit(1)
 
 
+def _score_text(report: Report) -> str:
+    """One guard: its scores, highest first. A policy: each category (flagged ones marked, the
+    ones no guard covers said so)."""
+    if not report.categories:
+        ranked = sorted(report.scores_before.items(), key=lambda item: -item[1])
+        return ", ".join(f"{name} {value:.3f}" for name, value in ranked)
+    parts = []
+    for category in report.categories:
+        if not category.covered:
+            parts.append(f"{category.id} (not covered)")
+        else:
+            mark = " FLAGGED" if category.flagged else ""
+            parts.append(f"{category.id} {category.score_before:.3f}{mark}")
+    return ", ".join(parts)
+
+
 def classify(
     inputs: Annotated[list[str], typer.Argument(help="Image files and/or folders.")],
-    guard: Annotated[str, guard_option("Classifier to run:")] = "open-nsfw",
+    guard: Annotated[str | None, guard_option("One classifier to run:")] = None,
+    policy: Annotated[str | None, policy_option()] = None,
     threshold: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Flagged while p(unsafe) >= threshold.")
     ] = 0.5,
@@ -270,7 +309,8 @@ def classify(
     ] = False,
     device: DeviceOption = "auto",
 ) -> None:
-    """Print the guard's scores for each image (a table, or JSON lines with --json)."""
+    """Print the scores of each image: every category of the policy (default), or one guard's
+    (a table, or JSON lines with --json). A category that no guard covers is shown as such."""
     from rich.console import Console
     from rich.table import Table
 
@@ -279,7 +319,9 @@ def classify(
     from safeview.pipeline import Pipeline
 
     try:  # one pipeline: the guard loads once for all the images
-        pipeline = Pipeline(SafeguardOptions(guard=guard, threshold=threshold, device=device))
+        pipeline = Pipeline(
+            SafeguardOptions(guard=guard, policy=policy, threshold=threshold, device=device)
+        )
     except ValueError as exc:
         error(str(exc))
         raise typer.Exit(1) from None
@@ -287,7 +329,8 @@ def classify(
     for message in errors:
         error(message)
     failures = len(errors)
-    table = Table("input", "flagged", "scores", title=f"guard: {guard}")
+    title = f"guard: {guard}" if guard else f"policy: {pipeline.options.policy_name}"
+    table = Table("input", "flagged", "scores", title=title)
     for job in jobs:
         if job.error:  # refused before decoding (a symbolic link, a FIFO, a device)
             failures += 1
@@ -306,12 +349,7 @@ def classify(
         if as_json:
             typer.echo(report.to_json(indent=None))
         else:
-            ranked = sorted(report.scores_before.items(), key=lambda item: -item[1])
-            table.add_row(
-                report.input.name,
-                "yes" if report.flagged else "no",
-                ", ".join(f"{name} {value:.3f}" for name, value in ranked),
-            )
+            table.add_row(report.input.name, "yes" if report.flagged else "no", _score_text(report))
     if not as_json and table.row_count:
         Console().print(table)
     if failures:

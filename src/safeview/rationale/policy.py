@@ -23,6 +23,16 @@ class Question:
 
 
 @dataclass(frozen=True)
+class Judge:
+    """One guard's output judging a policy category: flagged while p(``category``) >=
+    ``threshold`` (``category`` None: the guard's own rule, e.g. the top-1 class)."""
+
+    guard: str
+    category: str | None = None
+    threshold: float = 0.5
+
+
+@dataclass(frozen=True)
 class Category:
     id: str
     name: str
@@ -32,6 +42,9 @@ class Category:
     questions: tuple[Question, ...]
     keywords: tuple[str, ...]
     template: str
+    #: The guards that judge this category when safeguarding against the policy (none: the
+    #: category is not covered offline).
+    judges: tuple[Judge, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -44,6 +57,15 @@ class Policy:
     generic_questions: tuple[str, ...]
     detector_labels: dict[str, str]
     unsafe_detector_labels: frozenset[str]
+    #: Where the policy came from: ``"default"`` (built in) or the file's path.
+    name: str = "default"
+    version: str = "1"
+
+    def judges(self) -> list[tuple[Category, Judge]]:
+        """Every (category, judge) pair, in the policy's order."""
+        return [
+            (category, judge) for category in self.categories.values() for judge in category.judges
+        ]
 
     def category_for(self, guard: str, guard_category: str) -> Category | None:
         """The policy category a guard's output category stands for, if any."""
@@ -76,12 +98,31 @@ def load_policy(path: str | Path | None = None) -> Policy:
         except OSError as exc:
             raise ValueError(f"{source}: cannot read policy file ({exc.strerror})") from None
     try:
-        return _parse(json.loads(text))
+        return _parse(json.loads(text), "default" if path is None else str(path))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{source}: invalid policy file ({type(exc).__name__}: {exc})") from None
 
 
-def _parse(data: dict[str, Any]) -> Policy:
+def _judges(category: str, entries: Any) -> tuple[Judge, ...]:
+    if not isinstance(entries, list):
+        raise ValueError(f"category {category}: 'guards' must be a list")
+    judges = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("guard"), str):
+            raise ValueError(f"category {category}: each guard needs a 'guard' name")
+        threshold = entry.get("threshold", 0.5)
+        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)):
+            raise ValueError(f"category {category}: threshold must be a number")
+        if not 0.0 < float(threshold) < 1.0:
+            raise ValueError(f"category {category}: threshold must be in (0, 1), got {threshold}")
+        target = entry.get("category")
+        if target is not None and not isinstance(target, str):
+            raise ValueError(f"category {category}: a guard's 'category' must be a string")
+        judges.append(Judge(entry["guard"], target, float(threshold)))
+    return tuple(judges)
+
+
+def _parse(data: dict[str, Any], origin: str = "default") -> Policy:
     categories = {}
     for key, entry in data["categories"].items():
         categories[key] = Category(
@@ -96,6 +137,7 @@ def _parse(data: dict[str, Any]) -> Policy:
             ),
             keywords=tuple(k.lower() for k in entry.get("keywords", ())),
             template=str(entry["template"]),
+            judges=_judges(key, entry.get("guards", [])),
         )
     taxonomy = dict(data["taxonomy"])
     for category in categories.values():
@@ -106,10 +148,15 @@ def _parse(data: dict[str, Any]) -> Policy:
         for key in mapping.values():
             if key not in categories:
                 raise ValueError(f"guard {guard} maps to unknown category {key!r}")
+    guards = {g: dict(m) for g, m in data.get("guards", {}).items()}
+    for category in categories.values():  # a category's judges name what their guard says
+        for judge in category.judges:
+            if judge.category is not None:
+                guards.setdefault(judge.guard, {}).setdefault(judge.category, category.id)
     return Policy(
         categories=categories,
         taxonomy=taxonomy,
-        guards={g: dict(m) for g, m in data.get("guards", {}).items()},
+        guards=guards,
         conditioning_threshold=float(data.get("conditioning_threshold", 0.5)),
         confidence_words=tuple(
             (float(floor), str(words)) for floor, words in data["confidence_words"]
@@ -117,4 +164,6 @@ def _parse(data: dict[str, Any]) -> Policy:
         generic_questions=tuple(data.get("generic_questions", ())),
         detector_labels=dict(data.get("detector_labels", {})),
         unsafe_detector_labels=frozenset(data.get("unsafe_detector_labels", ())),
+        name=origin,
+        version=str(data.get("version", "1")),
     )

@@ -1,0 +1,194 @@
+"""Safeguarding against a policy: every category, with the guards that judge it.
+
+A policy (``rationale/policy.json``, or a user's file of the same shape) lists categories; each
+names the guards that judge it and a threshold (``"guards": [{"guard": "open-nsfw", "category":
+"nsfw", "threshold": 0.5}]``). A category without guards is *not covered*: the report says so
+instead of calling it safe.
+
+:class:`GuardPanel` loads the guards of a policy (or one guard) once and scores images with all of
+them in one call: their probabilities side by side in one row, so the counterfactual search and
+its verification treat the panel as one classifier whose decision is "any judge still flags".
+:meth:`GuardPanel.bind` fixes each judge's target on the original image (a top-1 guard's class).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from safeview.guards import Guard, default_target, is_flagged, load_guard, scores
+from safeview.rationale.policy import Category, Judge, Policy, load_policy
+
+#: The built-in policy's name.
+DEFAULT_POLICY = "default"
+#: Model names of OpenAI's moderation endpoint; a stock client sends one of them. They all stand
+#: for the built-in policy.
+OPENAI_MODEL_NAMES = frozenset(
+    {"omni-moderation-latest", "omni-moderation-2024-09-26", "text-moderation-latest",
+     "text-moderation-stable", "text-moderation-007"}
+)  # fmt: skip
+
+
+def resolve_policy(policy: str | Path | Policy | None) -> Policy:
+    """A :class:`Policy` from a name (``"default"`` or an OpenAI moderation model name), a JSON
+    file's path, or a Policy. A bad file is a ``ValueError`` naming it."""
+    if isinstance(policy, Policy):
+        return policy
+    if policy is None or str(policy) == DEFAULT_POLICY or str(policy) in OPENAI_MODEL_NAMES:
+        return load_policy()
+    path = Path(policy)
+    if not path.is_file():
+        raise ValueError(f"unknown policy {str(policy)!r}: not {DEFAULT_POLICY!r} and no such file")
+    return load_policy(path)
+
+
+@dataclass(frozen=True)
+class BoundJudge:
+    """A judge with its guard loaded and its target fixed: where its probabilities sit in the
+    panel's row, which of them it reads, and its rule."""
+
+    category: str  # the policy category (for one guard: the guard's target category)
+    category_name: str
+    guard: Guard
+    offset: int
+    target: int
+    threshold: float
+
+    @property
+    def guard_category(self) -> str:
+        return self.guard.categories[self.target]
+
+    def probabilities(self, probs: np.ndarray) -> np.ndarray:
+        """This judge's guard's (B, C) probabilities from the panel's (B, total) rows."""
+        probs = np.atleast_2d(probs)
+        return probs[:, self.offset : self.offset + len(self.guard.categories)]
+
+    def score(self, probs: np.ndarray) -> np.ndarray:
+        """p(target) for each row."""
+        return self.probabilities(probs)[:, self.target]
+
+    def flags(self, probs: np.ndarray, margin: float = 0.0) -> np.ndarray:
+        return is_flagged(
+            self.guard, self.probabilities(probs), self.target, self.threshold, margin
+        )
+
+    def strength(self, probs: np.ndarray) -> float:
+        """How far above its threshold the first row is (ratio; top-1 guards: 1 + p)."""
+        score = float(self.score(probs)[0])
+        if self.guard.decision == "top1":
+            return 1.0 + score
+        return score / self.threshold
+
+
+class GuardPanel:
+    """The guards of a policy, or one guard, loaded on one device and scored together.
+
+    ``guard`` set: a panel of that one guard (``threshold`` applies to it, its own target rule).
+    Otherwise every guard of ``policy`` (default: the built-in one), each judge with its
+    category's threshold.
+    """
+
+    def __init__(
+        self,
+        *,
+        guard: str | Guard | None = None,
+        policy: str | Path | Policy | None = None,
+        threshold: float = 0.5,
+        device: str | torch.device | None = None,
+    ) -> None:
+        self.policy: Policy | None = None
+        self.single = guard is not None
+        self.guards: list[Guard] = []
+        self._specs: list[tuple[str, str, str | None, int, float]] = []
+        if guard is not None:
+            loaded = load_guard(guard, device)
+            self.guards.append(loaded)
+            self._specs.append(("", "", None, 0, threshold))
+            self.name = loaded.name
+            self.offsets = [0]
+            return
+        self.policy = resolve_policy(policy)
+        self.name = self.policy.name
+        index: dict[str, int] = {}
+        for category, judge in self.policy.judges():
+            if judge.guard not in index:
+                index[judge.guard] = len(self.guards)
+                self.guards.append(load_guard(judge.guard, device))
+            loaded = self.guards[index[judge.guard]]
+            if judge.category is not None and judge.category not in loaded.categories:
+                raise ValueError(
+                    f"policy {self.name}: category {category.id} reads {judge.category!r} of "
+                    f"guard {judge.guard!r}, which has {', '.join(loaded.categories[:10])}"
+                )
+            self._specs.append(
+                (category.id, category.name, judge.category, index[judge.guard], judge.threshold)
+            )
+        if not self.guards:
+            raise ValueError(f"policy {self.name}: no category has a guard; nothing can be judged")
+        self.offsets = list(np.cumsum([0] + [len(g.categories) for g in self.guards[:-1]]))
+
+    @property
+    def categories(self) -> list[Category]:
+        """The policy's categories, covered or not (none for a one-guard panel)."""
+        return list(self.policy.categories.values()) if self.policy is not None else []
+
+    def score(self, images: list[np.ndarray]) -> np.ndarray:
+        """(B, total): every guard's probabilities for each image, side by side."""
+        return np.concatenate(
+            [scores(guard, images, batch_size=max(len(images), 1)) for guard in self.guards],
+            axis=1,
+        )
+
+    def bind(self, probs: np.ndarray) -> list[BoundJudge]:
+        """The judges with their targets fixed on the original image's row ``probs``: a named
+        guard category, else the guard's default target (its unsafe category, or the top-1
+        class)."""
+        row = np.atleast_2d(probs)[0]
+        offsets = self.offsets
+        judges = []
+        for category, name, guard_category, index, threshold in self._specs:
+            guard = self.guards[index]
+            own = row[offsets[index] : offsets[index] + len(guard.categories)]
+            target = (
+                guard.categories.index(guard_category)
+                if guard_category is not None
+                else default_target(guard, own)
+            )
+            if self.single:
+                category = name = guard.categories[target]
+            judges.append(BoundJudge(category, name, guard, int(offsets[index]), target, threshold))
+        return judges
+
+
+def any_flagged(judges: list[BoundJudge], probs: np.ndarray, margin: float = 0.0) -> np.ndarray:
+    """Whether each row still carries any judge's decision (fails closed on non-finite rows)."""
+    probs = np.atleast_2d(probs)
+    flags = np.zeros(len(probs), dtype=bool)
+    for judge in judges:
+        flags |= judge.flags(probs, margin)
+    return flags
+
+
+def primary(judges: list[BoundJudge], probs: np.ndarray) -> BoundJudge:
+    """The judge the report names first: the flagged one furthest above its threshold, else the
+    one closest to it."""
+    flagged = [j for j in judges if bool(j.flags(probs)[0])]
+    return max(flagged or judges, key=lambda j: j.strength(probs))
+
+
+__all__ = [
+    "DEFAULT_POLICY",
+    "OPENAI_MODEL_NAMES",
+    "BoundJudge",
+    "Category",
+    "GuardPanel",
+    "Judge",
+    "Policy",
+    "any_flagged",
+    "load_policy",
+    "primary",
+    "resolve_policy",
+]
