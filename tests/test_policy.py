@@ -201,3 +201,13 @@ def test_the_options_record_the_policy(two_guard_policy: Path) -> None:
     assert SafeguardOptions(guard="imagenet").policy_name is None
     again = SafeguardOptions.from_mapping({"policy": str(two_guard_policy), "guard": ""})
     assert again.policy == str(two_guard_policy) and again.guard is None
+
+
+def test_the_grounded_rationale_names_every_flagged_category(two_guard_policy: Path) -> None:
+    report = safeview.safeguard(scene(), policy=str(two_guard_policy), working_size=128)
+    rationale = safeview.explain(scene(), "grounded", policy=str(two_guard_policy), report=report)
+    assert "sexually explicit" in rationale.text and "violence and gore" in rationale.text
+    assert "flipped every flagged category" in rationale.text
+    # Without a report, every guard of the policy is scored for the rationale.
+    alone = safeview.explain(scene(), "grounded", policy=str(two_guard_policy))
+    assert "red-square" in alone.text and "blue-disc" in alone.text

@@ -287,11 +287,12 @@ class Pipeline:
         return report
 
     def _segment(self, scored: Scored, timings: dict[str, float]) -> Segmented:
-        """Attribution and fine regions, on the working copy. With several flagged judges (a
-        policy), a region matters when it matters to any of them: their maps' maximum."""
+        """Attribution and fine regions, on the working copy (at the largest input size of the
+        flagged judges' guards). With several flagged judges (a policy), a region matters when it
+        matters to any of them: their maps' maximum."""
         loaded = scored.loaded
         flagged = scored.flagged_judges
-        short_side = self.options.working_size or min(
+        short_side = self.options.working_size or max(
             min(judge.guard.input_size) for judge in flagged
         )
         height, width = working_shape(loaded.height, loaded.width, short_side)

@@ -15,6 +15,7 @@ from safeview.cli.common import (
     DeviceOption,
     ModelOption,
     check_guard,
+    check_policy,
     error,
     guard_option,
     registered,
@@ -46,7 +47,13 @@ def explain(
         ),
     ] = None,
     policy: Annotated[
-        Path | None, typer.Option(help="A policy JSON file (taxonomy, questions, templates).")
+        str | None,
+        typer.Option(
+            help="'default' or a policy JSON file (categories with their guards and thresholds, "
+            "taxonomy, questions, templates). Without --guard, every guard of the policy "
+            "conditions the rationale.",
+            callback=check_policy,
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the rationale as JSON.")] = False,
     device: DeviceOption = "auto",
@@ -89,7 +96,7 @@ def explain(
             backend,
             guards=list(guard or []) or None,
             questions=questions,
-            policy=str(policy) if policy else None,
+            policy=policy,
             device=device,
             **options,
         )

@@ -74,12 +74,42 @@ def predictions(
 ) -> list[Prediction]:
     """Each guard's probability for its unsafe category, mapped to the policy's categories.
 
-    A Report's ``scores_before`` is reused for its own guard instead of scoring again.
+    A Report's ``scores_before`` is reused for its own guard instead of scoring again; a report
+    made against a policy gives every judge's score. Without guards or a report: every guard
+    of the policy, each judging its categories.
     """
     from safeview.guards import load_guard, scores
 
     policy = policy or load_policy()
     found = []
+    if report is not None and getattr(report, "categories", None):
+        for result in report.categories:
+            for judge in result.judges:
+                found.append(
+                    Prediction(
+                        judge["guard"],
+                        judge["category"],
+                        float(judge["score_before"]),
+                        policy.categories.get(result.id)
+                        or policy.category_for(judge["guard"], judge["category"]),
+                    )
+                )
+        return found
+    if not guards and report is None and policy.judges():
+        from safeview.policy import GuardPanel
+
+        panel = GuardPanel(policy=policy, device=device)
+        row = panel.score([pixels])
+        for judge in panel.bind(row):
+            found.append(
+                Prediction(
+                    judge.guard.name,
+                    judge.guard_category,
+                    float(judge.score(row)[0]),
+                    policy.categories.get(judge.category),
+                )
+            )
+        return found
     names = list(guards or [])
     if report is not None and report.guard.name not in names:
         names.insert(0, report.guard.name)
@@ -160,7 +190,9 @@ def explain(
     from safeview.io import LoadedImage, load_image
 
     loaded = image if isinstance(image, LoadedImage) else load_image(image)
-    chosen = policy if isinstance(policy, Policy) else load_policy(policy)
+    from safeview.policy import resolve_policy
+
+    chosen = resolve_policy(policy)
     context = Context(
         pixels=loaded.pixels,
         predictions=predictions(loaded.pixels, guards, chosen, device, report),

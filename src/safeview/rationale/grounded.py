@@ -111,14 +111,27 @@ class GroundedBackend:
                 f"below {policy.conditioning_threshold:.2f}."
             )
         else:
-            sentences.append(
-                category.template.format(
-                    category=category.name,
-                    guard=top.guard,
-                    probability=top.probability,
-                    confidence=policy.confidence(top.probability),
+            # Every category some guard flags, the highest first (one sentence each).
+            flagged, seen = [], set()
+            for prediction in sorted(context.predictions, key=lambda p: -p.probability):
+                known = prediction.category
+                if (
+                    known is not None
+                    and known.id not in seen
+                    and prediction.probability >= policy.conditioning_threshold
+                ):
+                    seen.add(known.id)
+                    flagged.append(prediction)
+            for prediction in flagged or [top]:
+                known = prediction.category or category
+                sentences.append(
+                    known.template.format(
+                        category=known.name,
+                        guard=prediction.guard,
+                        probability=prediction.probability,
+                        confidence=policy.confidence(prediction.probability),
+                    )
                 )
-            )
         unsafe = [e for e in evidence if e["unsafe"]]
         if detector is not None:
             if unsafe:
@@ -187,6 +200,17 @@ def _search_sentences(report: Any) -> list[str]:
         return []
     if report.fallback == "blur-all":
         return ["No small set of regions flipped the decision, so the whole image was blurred."]
+    categories = [c for c in getattr(report, "categories", []) if c.flagged]
+    if categories:
+        changes = "; ".join(
+            f"{c.name} p {c.score_before:.2f} -> {c.score_after:.2f}"
+            for c in categories
+            if c.score_before is not None and c.score_after is not None
+        )
+        return [
+            f"Obfuscating {len(report.regions)} region(s), {100 * report.obfuscated_fraction:.0f}% "
+            f"of the image, flipped every flagged category ({changes})."
+        ]
     target = report.guard.target
     after = (report.scores_after or {}).get(target)
     after_text = f" (p {report.scores_before.get(target, 0):.2f} -> {after:.2f})" if after else ""
