@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from safeview.guards import Guard, default_target, is_flagged, load_guard, scores
-from safeview.rationale.policy import Category, Judge, Policy, load_policy
+from safeview.rationale.policy import OPENAI_CATEGORIES, Category, Judge, Policy, load_policy
 
 #: The built-in policy's name.
 DEFAULT_POLICY = "default"
@@ -181,6 +181,7 @@ def primary(judges: list[BoundJudge], probs: np.ndarray) -> BoundJudge:
 
 __all__ = [
     "DEFAULT_POLICY",
+    "OPENAI_CATEGORIES",
     "OPENAI_MODEL_NAMES",
     "BoundJudge",
     "Category",

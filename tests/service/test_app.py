@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from safeview.policy import OPENAI_CATEGORIES
 from safeview.service.app import Settings, create_app
 from tests.conftest import red_square_image
 from tests.service.conftest import SAFE, UNSAFE, data_url, png, service_settings, wait_ready
@@ -38,9 +39,13 @@ def test_moderation_flags_the_unsafe_image_only(client: TestClient) -> None:
     body = response.json()
     assert body["id"].startswith("modr-") and body["model"] == "safeview-red-square"
     first, second = body["results"]
-    assert first["flagged"] is True and first["categories"] == {"unsafe": True}
-    assert first["category_scores"]["unsafe"] > 0.5
-    assert first["category_applied_input_types"] == {"unsafe": ["image"]}
+    assert first["flagged"] is True
+    # OpenAI's category set; the built-in policy maps none of red-square's categories, so none
+    # is covered (0.0, []), and the guard's own decision still flags the result.
+    assert list(first["categories"]) == list(OPENAI_CATEGORIES)
+    assert not any(first["categories"].values())
+    assert set(first["category_scores"].values()) == {0.0}
+    assert all(types == [] for types in first["category_applied_input_types"].values())
     assert second["flagged"] is False
 
 
@@ -224,7 +229,9 @@ def test_official_openai_client_works_unchanged(live_server: str) -> None:
     )
     assert result.model == "safeview-red-square"
     assert result.results[0].flagged is True
-    assert result.results[0].category_scores.model_dump()["unsafe"] > 0.5
+    # Every OpenAI category parses; none is covered by this guard (see test_moderation.py).
+    assert result.results[0].category_scores.sexual == 0.0
+    assert result.results[0].category_applied_input_types.sexual == []
 
 
 def test_safeguard_with_a_rationale(client: TestClient) -> None:

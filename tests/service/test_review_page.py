@@ -8,8 +8,17 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import red_square_image
+from tests.service.conftest import policy_settings, serving, write_service_policy
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 
 
 @pytest.mark.slow
@@ -28,14 +37,7 @@ def test_upload_shows_obfuscated_first_and_original_only_on_reveal(
         browser = playwright.chromium.launch(
             executable_path=CHROMIUM,
             headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--no-first-run",
-                "--disable-sync",
-            ],
+            args=ARGS,
         )
         page = browser.new_page()
         page.goto(live_server + "/")
@@ -54,4 +56,39 @@ def test_upload_shows_obfuscated_first_and_original_only_on_reveal(
         page.click("#reveal")
         page.wait_for_selector("#original", state="visible", timeout=10_000)
         assert page.eval_on_selector("#original", "img => img.naturalWidth") == 128
+        browser.close()
+
+
+@pytest.mark.slow
+def test_the_policy_is_the_default_choice_and_each_category_is_listed(tmp_path: Path) -> None:
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    image_path = tmp_path / "unsafe.png"
+    Image.fromarray(red_square_image()).save(image_path)
+    settings = policy_settings(write_service_policy(tmp_path))
+    with serving(settings) as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page()
+        page.goto(url + "/")
+        page.wait_for_selector("#guard option[value='house']", state="attached")
+        chosen = page.eval_on_selector(
+            "#guard", "s => [s.selectedOptions[0].dataset.kind, s.value]"
+        )
+        assert chosen == ["policy", "house"]
+        assert "red-square" in page.inner_text("#guard")  # a single guard is still offered
+        page.set_input_files("#file", str(image_path))
+        page.click("#run")
+        page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+        assert not page.is_visible("#original")  # the original stays hidden
+        assert not page.is_visible("#scores") and page.is_visible("#categories")
+        rows = page.eval_on_selector_all(
+            "#categories tbody tr", "rows => rows.map(r => r.innerText.split('\\t'))"
+        )
+        by_name = {row[0]: row for row in rows}
+        assert by_name["sexually explicit"][1] == "flagged, cleared"
+        assert by_name["violence and gore"][1] == "flagged, cleared"
+        assert by_name["self-harm"][1:] == ["not covered", "-", "-"]
+        assert "sexually explicit, violence and gore" in page.inner_text("#summary")
+        page.screenshot(path=str(tmp_path / "review-policy.png"), full_page=True)
         browser.close()

@@ -25,8 +25,11 @@ def serve(
     SAFEVIEW_BODY_TIMEOUT_S, SAFEVIEW_MAX_INFLIGHT_BYTES, SAFEVIEW_MAX_PIXELS, SAFEVIEW_MAX_INPUTS,
     SAFEVIEW_MAX_PARTS, SAFEVIEW_TIMEOUT_S, SAFEVIEW_MAX_CONCURRENCY, SAFEVIEW_MAX_QUEUE,
     SAFEVIEW_ATTRIBUTIONS, SAFEVIEW_RATIONALES, SAFEVIEW_INSTRUCTBLIP_MODEL, SAFEVIEW_DEVICE,
-    SAFEVIEW_PRELOAD (guards loaded at start), SAFEVIEW_GUARD_FILES (comma-separated checkpoints
-    from `safeview train`, offered as guards named by their file stem); connection limits:
+    SAFEVIEW_GUARD (one default guard; unset: the policy), SAFEVIEW_POLICY (default, or a policy
+    JSON file, checked at start and offered by its file stem), SAFEVIEW_PRELOAD (guards and
+    policies loaded at start; `policy`: the server's policy, the default), SAFEVIEW_GUARD_FILES
+    (comma-separated checkpoints from `safeview train`, offered as guards named by their file
+    stem); connection limits:
     SAFEVIEW_HEADER_TIMEOUT_S, SAFEVIEW_KEEP_ALIVE_S, SAFEVIEW_MAX_HEAD_BYTES,
     SAFEVIEW_MAX_CONNECTIONS. The service never downloads a model (HF_HUB_OFFLINE=1).
     """

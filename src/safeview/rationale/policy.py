@@ -12,6 +12,25 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+#: The categories of OpenAI's moderation endpoint (``omni-moderation``), in the order of the
+#: ``openai`` package's ``Moderation`` types. A policy category names the ones it covers
+#: (``"openai"`` in ``policy.json``), so the service answers in OpenAI's shape.
+OPENAI_CATEGORIES = (
+    "harassment",
+    "harassment/threatening",
+    "hate",
+    "hate/threatening",
+    "illicit",
+    "illicit/violent",
+    "self-harm",
+    "self-harm/instructions",
+    "self-harm/intent",
+    "sexual",
+    "sexual/minors",
+    "violence",
+    "violence/graphic",
+)
+
 
 @dataclass(frozen=True)
 class Question:
@@ -45,6 +64,9 @@ class Category:
     #: The guards that judge this category when safeguarding against the policy (none: the
     #: category is not covered offline).
     judges: tuple[Judge, ...] = ()
+    #: The OpenAI moderation categories (:data:`OPENAI_CATEGORIES`) this category covers: the
+    #: service's ``/v1/moderations`` scores each by the highest of the categories that name it.
+    openai: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -78,6 +100,15 @@ class Policy:
             if wanted in (name, category.name.lower().replace("-", "_").replace(" ", "_")):
                 return category
         return None
+
+    def openai_sources(self) -> dict[str, list[Category]]:
+        """Each OpenAI moderation category with the policy categories that cover it (none:
+        the policy does not cover it)."""
+        sources: dict[str, list[Category]] = {name: [] for name in OPENAI_CATEGORIES}
+        for category in self.categories.values():
+            for name in category.openai:
+                sources[name].append(category)
+        return sources
 
     def confidence(self, probability: float) -> str:
         for floor, words in self.confidence_words:
@@ -122,6 +153,18 @@ def _judges(category: str, entries: Any) -> tuple[Judge, ...]:
     return tuple(judges)
 
 
+def _openai(category: str, entries: Any) -> tuple[str, ...]:
+    if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
+        raise ValueError(f"category {category}: 'openai' must be a list of category names")
+    unknown = [e for e in entries if e not in OPENAI_CATEGORIES]
+    if unknown:
+        raise ValueError(
+            f"category {category}: unknown OpenAI moderation category {unknown[0]!r} "
+            f"(known: {', '.join(OPENAI_CATEGORIES)})"
+        )
+    return tuple(dict.fromkeys(entries))
+
+
 def _parse(data: dict[str, Any], origin: str = "default") -> Policy:
     categories = {}
     for key, entry in data["categories"].items():
@@ -138,6 +181,7 @@ def _parse(data: dict[str, Any], origin: str = "default") -> Policy:
             keywords=tuple(k.lower() for k in entry.get("keywords", ())),
             template=str(entry["template"]),
             judges=_judges(key, entry.get("guards", [])),
+            openai=_openai(key, entry.get("openai", [])),
         )
     taxonomy = dict(data["taxonomy"])
     for category in categories.values():

@@ -47,7 +47,15 @@ connections + tasks (serve)     SAFEVIEW_MAX_CONNECTIONS    256 (503 beyond)
 The ``(serve)`` rows are uvicorn settings applied by ``safeview serve``
 (:func:`safeview.service.server.uvicorn_options`).
 
-This module holds the routes and the request parsers; ``settings`` (:class:`Settings`),
+What a request is judged by: ``SAFEVIEW_GUARD`` (unset: no single guard) and ``SAFEVIEW_POLICY``
+(``default``, the built-in policy; or the operator's policy JSON file, checked at start and
+offered under its file stem). A request may set ``guard`` (``open-nsfw``, ``imagenet``, those of
+``SAFEVIEW_GUARD_FILES``) or ``policy`` (a name the server offers, never a path), not both.
+``SAFEVIEW_PRELOAD`` (default: the default guard, else ``policy``) names the guards and
+policies loaded at start; ``policy`` is the server's policy, ``none`` loads nothing.
+
+This module holds the routes and the request parsers; ``moderation`` the moderation request and
+its OpenAI-shaped result (the category mapping), ``settings`` (:class:`Settings`),
 ``options`` (request options through :class:`~safeview.options.SafeguardOptions`, a
 :class:`~safeview.service.options.PipelineCache`), ``errors``, ``limits`` (limiter, body budget and
 reader), ``headers`` (security headers), ``multipart`` and ``cancel`` the rest.
@@ -56,9 +64,7 @@ reader), ``headers`` (security headers), ``multipart`` and ``cancel`` the rest.
 from __future__ import annotations
 
 import base64
-import binascii
 import hmac
-import json
 import os
 import threading
 import uuid
@@ -79,11 +85,18 @@ from safeview.service.cancel import checkpoint, watch_module
 from safeview.service.errors import ServiceError, error_response, errors, image_error
 from safeview.service.headers import SecurityHeaders, review_page_csp
 from safeview.service.limits import BodyBudget, Limiter, _Held, read_body
+from safeview.service.moderation import (
+    MODERATION_RESPONSE,
+    moderation_body,
+    moderation_result,
+    parse_moderation,
+)
 from safeview.service.multipart import MultipartError, parse_form
 from safeview.service.options import PipelineCache, request_options, safeguard_extra
 from safeview.service.settings import Settings
 
 if TYPE_CHECKING:
+    from safeview.guards import Guard
     from safeview.pipeline import Pipeline
 
 #: Distinct request options whose built pipelines are kept.
@@ -107,132 +120,6 @@ def parse_multipart(
         else:
             fields[name] = payload.decode("utf-8", errors="replace")
     return image, fields
-
-
-def decode_data_url(url: str) -> bytes:
-    if url.startswith(("http://", "https://")):
-        raise ServiceError(
-            400,
-            "unsupported_input",
-            "remote image URLs are not fetched; send the image as a data: URL",
-        )
-    if not url.startswith("data:") or ";base64," not in url:
-        raise ServiceError(400, "invalid_image_url", "image_url must be a base64 data: URL")
-    try:
-        return base64.b64decode(url.split(";base64,", 1)[1], validate=True)
-    except (binascii.Error, ValueError):
-        raise ServiceError(400, "invalid_image_url", "image_url data is not valid base64") from None
-
-
-def parse_json(body: bytes) -> Any:
-    """The JSON document of ``body``; any malformed, too deep or too large number -> 400."""
-    try:
-        return json.loads(body or b"null")
-    except RecursionError:
-        raise ServiceError(400, "invalid_json", "JSON nested too deeply") from None
-    except (ValueError, UnicodeDecodeError) as exc:  # JSONDecodeError, int digit limit
-        detail = "" if isinstance(exc, json.JSONDecodeError) else f": {exc}"
-        raise ServiceError(400, "invalid_json", f"body is not valid JSON{detail}") from None
-
-
-def parse_moderation(body: bytes, settings: Settings) -> tuple[str, list[bytes]]:
-    """(guard, decoded images) of a moderation request body; runs in a worker thread."""
-    payload = parse_json(body)
-    if not isinstance(payload, dict) or "input" not in payload:
-        raise ServiceError(422, "invalid_request", "body needs an 'input' field")
-    model = payload.get("model")
-    if model is None or model == "":
-        model = settings.guard
-    if not isinstance(model, str):
-        raise ServiceError(400, "invalid_request", "model must be a string")
-    guard = model.removeprefix("safeview-")
-    if guard not in settings.guards:
-        raise ServiceError(
-            422,
-            "invalid_request",
-            f"model: unknown {model[:100]!r} ({', '.join(settings.guards)})",
-        )
-    items = payload["input"] if isinstance(payload["input"], list) else [payload["input"]]
-    if not items:
-        raise ServiceError(422, "invalid_request", "input is empty")
-    if len(items) > settings.max_inputs:
-        raise ServiceError(
-            413,
-            "too_many_inputs",
-            f"input has {len(items)} items; at most {settings.max_inputs} per request "
-            "(SAFEVIEW_MAX_INPUTS)",
-        )
-    images: list[bytes] = []
-    for item in items:
-        if isinstance(item, str) or (isinstance(item, dict) and item.get("type") == "text"):
-            raise ServiceError(
-                400,
-                "unsupported_input",
-                "text input is not supported: safeview moderates images",
-            )
-        if not isinstance(item, dict) or item.get("type") != "image_url":
-            raise ServiceError(
-                422,
-                "invalid_request",
-                "each input must be {'type': 'image_url', 'image_url': {...}}",
-            )
-        image_url = item.get("image_url")
-        url = image_url.get("url") if isinstance(image_url, dict) else image_url
-        if not isinstance(url, str):
-            raise ServiceError(422, "invalid_request", "image_url.url must be a string")
-        images.append(decode_data_url(url))
-    return guard, images
-
-
-_MODERATION_CATEGORY = {"nsfw": "sexual"}
-
-
-def moderation_result(report: Any) -> dict[str, Any]:
-    """One OpenAI-moderation result from a classify Report."""
-    target = report.guard.target
-    name = _MODERATION_CATEGORY.get(target, target)
-    score = float(report.scores_before.get(target, 0.0))
-    return {
-        "flagged": bool(report.flagged),
-        "categories": {name: bool(report.flagged)},
-        "category_scores": {name: score},
-        "category_applied_input_types": {name: ["image"]},
-    }
-
-
-_IMAGE_INPUT: dict[str, Any] = {
-    "type": "object",
-    "required": ["type", "image_url"],
-    "properties": {
-        "type": {"type": "string", "enum": ["image_url"]},
-        "image_url": {
-            "type": "object",
-            "required": ["url"],
-            "properties": {"url": {"type": "string", "description": "a base64 data: URL"}},
-        },
-    },
-}
-
-_MODERATION_BODY: dict[str, Any] = {
-    "required": True,
-    "content": {
-        "application/json": {
-            "schema": {
-                "type": "object",
-                "required": ["input"],
-                "properties": {
-                    "model": {"type": "string", "description": "a guard, e.g. safeview-open-nsfw"},
-                    "input": {
-                        "oneOf": [
-                            _IMAGE_INPUT,
-                            {"type": "array", "items": _IMAGE_INPUT, "minItems": 1},
-                        ]
-                    },
-                },
-            }
-        }
-    },
-}
 
 
 _SAFEGUARD_OK: dict[int | str, dict[str, Any]] = {
@@ -261,17 +148,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if "instructblip" in settings.rationales:
         os.environ["HF_HUB_OFFLINE"] = "1"  # a local folder only: never a hub download
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    state: dict[str, Any] = {"ready": False, "load_error": None}
+    state: dict[str, Any] = {"ready": False, "load_error": None, "loaded": []}
     pipelines = PipelineCache(PIPELINE_CACHE_SIZE)  # the stages built once per distinct options
     page = resources.files("safeview.service").joinpath("review.html").read_text("utf-8")
     page_csp = review_page_csp(page)
 
     def preload() -> None:
-        from safeview.guards import load_guard
+        from safeview.policy import GuardPanel
 
         try:
-            for name in settings.preload:
-                watch_module(load_guard(name, settings.device).module)
+            loaded: dict[str, None] = {}
+            for guard, policy in settings.preload_sources():
+                panel = GuardPanel(guard=guard or None, policy=policy, device=settings.device)
+                watch_guards(panel.guards)
+                loaded.update(dict.fromkeys(g.name for g in panel.guards))
+            state["loaded"] = list(loaded)
             state["ready"] = True
         except Exception as exc:  # reported by /readyz
             state["load_error"] = f"{type(exc).__name__}: {exc}"
@@ -360,7 +251,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.get("/readyz", include_in_schema=False)
     async def readyz() -> JSONResponse:
         if state["ready"]:
-            return JSONResponse({"status": "ready", "guards": list(settings.preload)})
+            return JSONResponse(
+                {"status": "ready", "preloaded": list(settings.preload), "guards": state["loaded"]}
+            )
         return error_response(503, "not_ready", state["load_error"] or "models are still loading")
 
     @app.get("/openapi.json", include_in_schema=False)
@@ -380,7 +273,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/config", responses=errors(401))
     async def config(request: Request) -> dict[str, Any]:
-        """What the review page offers: guards, segmenters, styles, and whether a key is needed."""
+        """What the review page offers: policies and guards (a request without either gets
+        ``default_guard``, or the policy ``default_policy`` when that is null), segmenters,
+        styles, and whether a key is needed."""
         from safeview.render import RENDERERS
         from safeview.segmentation import SEGMENTERS
 
@@ -388,6 +283,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return {
             "guards": list(settings.guards),
             "default_guard": settings.guard,
+            "policies": list(settings.policies),
+            "default_policy": settings.default_policy,
             "segmenters": SEGMENTERS.names(),
             "default_segmenter": SafeguardOptions().segmenter,
             "styles": RENDERERS.names(),
@@ -403,35 +300,40 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.post(
         "/v1/moderations",
         summary="OpenAI-compatible moderation of images",
-        openapi_extra={"requestBody": _MODERATION_BODY},
-        responses=errors(400, 401, 408, 413, 415, 422, 429, 503),
+        openapi_extra={"requestBody": moderation_body(settings)},
+        responses={**MODERATION_RESPONSE, **errors(400, 401, 408, 413, 415, 422, 429, 503)},
     )
     async def moderations(request: Request) -> JSONResponse:
         authorise(request)
         require_ready()
         async with request_body(request) as body:
-            guard, images = await run_in_threadpool(parse_moderation, body, settings)
+            asked = await run_in_threadpool(parse_moderation, body, settings)
             del body
+            # One guard's categories mean what the server's policy maps them to.
+            mapping = asked.policy or settings.policy_named(settings.default_policy)
 
             def classify_all() -> list[dict[str, Any]]:
                 options = SafeguardOptions(
-                    guard=guard, device=settings.device, max_pixels=settings.max_pixels
+                    guard=asked.guard,
+                    policy=settings.options_policy(asked.policy) if asked.policy else None,
+                    device=settings.device,
+                    max_pixels=settings.max_pixels,
                 )
                 pipeline = pipelines.get(options)
-                watch_module(pipeline.guard.module)
+                watch_guards(pipeline.guards)
                 results = []
-                for index, data in enumerate(images):
+                for index, data in enumerate(asked.images):
                     checkpoint()
                     try:
                         report = pipeline.classify(data, name=f"input[{index}]")
                     except ImageInputError as exc:
                         raise image_error(exc) from None
-                    results.append(moderation_result(report))
+                    results.append(moderation_result(report, mapping, guard=asked.guard))
                 return results
 
             results = await state["limiter"].run(settings.timeout_s, classify_all)
         return JSONResponse(
-            {"id": f"modr-{uuid.uuid4().hex}", "model": f"safeview-{guard}", "results": results}
+            {"id": f"modr-{uuid.uuid4().hex}", "model": asked.model, "results": results}
         )
 
     @app.post(
@@ -506,7 +408,7 @@ def _safeguard_work(
 
     try:
         pipeline = pipeline_for(options)
-        watch_module(pipeline.guard.module)
+        watch_guards(pipeline.guards)
         report = pipeline.safeguard(image, name="upload")
     except ImageInputError as exc:
         raise image_error(exc) from None
@@ -524,6 +426,13 @@ def _safeguard_work(
         checkpoint()
         picture = encode_image(visualize(report), "PNG")
     return report, picture
+
+
+def watch_guards(guards: list[Guard]) -> None:
+    """Check the request's deadline before every forward pass of each guard (a policy's
+    pipeline runs all of them)."""
+    for guard in guards:
+        watch_module(guard.module)
 
 
 def _version() -> str:

@@ -5,7 +5,9 @@ The options contract (:meth:`SafeguardOptions.from_mapping`) converts and valida
 so a stage registered by a plug-in (a segmenter, a style...) is accepted without changes here.
 The operator's restrictions come first: the searches of :data:`REQUEST_SEARCHES`, the attributions
 of ``SAFEVIEW_ATTRIBUTIONS``, the rationale backends of ``SAFEVIEW_RATIONALES``, the service's
-guards and ``max_regions`` in ``1..MAX_REGIONS``.
+guards and policies and ``max_regions`` in ``1..MAX_REGIONS``. A request's ``policy`` is a name
+the server offers (``default``, the operator's policy, an OpenAI moderation model name), never a
+path: the request does not make the server read a file.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from safeview.service.settings import Settings, all_attributions, all_rationales
 #: What a request may set; the rest (device, pixel budget, batch sizes...) is the operator's.
 REQUEST_OPTIONS = (
     "guard",
+    "policy",
     "attribution",
     "segmenter",
     "segmenter_options",
@@ -50,7 +53,7 @@ def request_options(source: Mapping[str, str], settings: Settings) -> tuple[Safe
     values: dict[str, Any] = {
         key: source[key] for key in REQUEST_OPTIONS if source.get(key) not in (None, "")
     }
-    values.setdefault("guard", settings.guard)
+    _choose_judges(values, settings)
     rationale = values.get("rationale")
     if rationale is not None:
         if rationale not in all_rationales():
@@ -76,8 +79,6 @@ def request_options(source: Mapping[str, str], settings: Settings) -> tuple[Safe
             + ("not enabled on this server (SAFEVIEW_ATTRIBUTIONS)" if known else "unknown")
             + f" ({', '.join(settings.attributions)})"
         )
-    if values["guard"] not in settings.guards:
-        raise _invalid(f"guard: unknown {values['guard'][:100]!r} ({', '.join(settings.guards)})")
     try:
         options = SafeguardOptions.from_mapping(
             {**values, "device": settings.device, "max_pixels": settings.max_pixels}
@@ -89,6 +90,31 @@ def request_options(source: Mapping[str, str], settings: Settings) -> tuple[Safe
     _check_cost(options.segmenter_options)
     viz = source.get("viz", "").lower() in ("1", "true", "yes")
     return options, viz
+
+
+def _choose_judges(values: dict[str, Any], settings: Settings) -> None:
+    """``guard`` (one of the service's guards) or ``policy`` (a name the server offers; as
+    a :class:`Policy` object, None for the built-in one), or the server's default."""
+    guard, policy = values.get("guard"), values.pop("policy", None)
+    if guard is not None and policy is not None:
+        raise _invalid("give a guard or a policy, not both (a policy names its own guards)")
+    if guard is None and policy is None:
+        if settings.guard is not None:
+            guard = values["guard"] = settings.guard
+        else:
+            policy = settings.default_policy
+    if guard is not None:
+        if guard not in settings.guards:
+            raise _invalid(f"guard: unknown {guard[:100]!r} ({', '.join(settings.guards)})")
+        return
+    try:
+        chosen = settings.policy_named(policy)
+    except KeyError:
+        raise _invalid(
+            f"policy: unknown {policy[:100]!r} (offered: {', '.join(settings.policies)}, or an "
+            "OpenAI moderation model name; a request names a policy, never a file)"
+        ) from None
+    values["policy"] = settings.options_policy(chosen)
 
 
 #: Bounds on segmenter options a request may set: segmentation cannot be cancelled mid-way (only
@@ -119,11 +145,27 @@ def _check_cost(segmenter_options: Mapping[str, Any]) -> None:
 
 def option_schemas(settings: Settings | None = None) -> dict[str, dict[str, Any]]:
     """The OpenAPI schema of each request option, the choices from the registries."""
+    from safeview.policy import OPENAI_MODEL_NAMES
     from safeview.render import RENDERERS
     from safeview.segmentation import SEGMENTERS
 
     return {
-        "guard": {"type": "string", **({"enum": list(settings.guards)} if settings else {})},
+        "guard": {
+            "type": "string",
+            "description": "one guard instead of a policy (not with policy)",
+            **({"enum": list(settings.guards)} if settings else {}),
+        },
+        "policy": {
+            "type": "string",
+            "description": "check every category of this policy, each with its guards (not "
+            "with guard); an OpenAI moderation model name means the server's policy. Default: "
+            + (
+                f"guard {settings.guard}"
+                if settings and settings.guard
+                else f"policy {settings.default_policy if settings else 'default'}"
+            ),
+            **({"enum": [*settings.policies, *sorted(OPENAI_MODEL_NAMES)]} if settings else {}),
+        },
         "attribution": {"type": "string", "enum": all_attributions()},
         "segmenter": {"type": "string", "enum": SEGMENTERS.names()},
         "segmenter_options": {
