@@ -211,3 +211,12 @@ def test_the_grounded_rationale_names_every_flagged_category(two_guard_policy: P
     # Without a report, every guard of the policy is scored for the rationale.
     alone = safeview.explain(scene(), "grounded", policy=str(two_guard_policy))
     assert "red-square" in alone.text and "blue-disc" in alone.text
+
+
+def test_the_visualisation_caption_names_the_flagged_categories(two_guard_policy: Path) -> None:
+    from safeview.viz import _caption
+
+    report = safeview.safeguard(scene(), policy=str(two_guard_policy), working_size=128)
+    first = _caption(report)[0]
+    assert first.startswith(f"policy {two_guard_policy}: ")
+    assert "sexually_explicit p=" in first and "violence p=" in first and "nan" not in first

@@ -62,10 +62,21 @@ def _boundaries(labels: np.ndarray) -> np.ndarray:
 
 
 def _caption(report: Report) -> list[str]:
-    target = report.guard.target
-    before = report.scores_before.get(target, 0.0)
-    after = (report.scores_after or {}).get(target, float("nan"))
-    lines = [f"{report.guard.name}: {target}  p={before:.3f} -> {after:.3f}"]
+    if report.categories:  # a policy: the flagged categories, else the highest score
+        covered = [c for c in report.categories if c.covered]
+        shown = [c for c in covered if c.flagged] or sorted(
+            covered, key=lambda c: -(c.score_before or 0.0)
+        )[:1]
+        parts = []
+        for category in shown:
+            after = category.score_after if category.score_after is not None else float("nan")
+            parts.append(f"{category.id} p={category.score_before or 0.0:.3f} -> {after:.3f}")
+        lines = [f"policy {report.policy}: " + "; ".join(parts)]
+    else:
+        target = report.guard.target
+        before = report.scores_before.get(target, 0.0)
+        after = (report.scores_after or {}).get(target, float("nan"))
+        lines = [f"{report.guard.name}: {target}  p={before:.3f} -> {after:.3f}"]
     if report.flagged:
         lines.append(
             f"{'flipped' if report.success else 'NOT flipped'}: {len(report.regions)} regions, "
