@@ -3,7 +3,9 @@
 A policy (``rationale/policy.json``, or a user's file of the same shape) lists categories; each
 names the guards that judge it and a threshold (``"guards": [{"guard": "open-nsfw", "category":
 "nsfw", "threshold": 0.5}]``). A category without guards is *not covered*: the report says so
-instead of calling it safe.
+instead of calling it safe. A guard is a registered name or a checkpoint from ``safeview train``
+(a relative path is read relative to the policy file's folder; :func:`add_guard` writes a policy
+with a checkpoint added to a category).
 
 :class:`GuardPanel` loads the guards of a policy (or one guard) once and scores images with all of
 them in one call: their probabilities side by side in one row, so the counterfactual search and
@@ -13,13 +15,25 @@ its verification treat the panel as one classifier whose decision is "any judge 
 
 from __future__ import annotations
 
+import json
+import os
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from safeview.guards import Guard, default_target, is_flagged, load_guard, scores
+from safeview.guards import (
+    Guard,
+    available_guards,
+    default_target,
+    is_checkpoint_path,
+    is_flagged,
+    load_guard,
+    scores,
+)
 from safeview.rationale.policy import OPENAI_CATEGORIES, Category, Judge, Policy, load_policy
 
 #: The built-in policy's name.
@@ -43,6 +57,70 @@ def resolve_policy(policy: str | Path | Policy | None) -> Policy:
     if not path.is_file():
         raise ValueError(f"unknown policy {str(policy)!r}: not {DEFAULT_POLICY!r} and no such file")
     return load_policy(path)
+
+
+def judge_source(policy: Policy, guard: str) -> str:
+    """Where a judge's guard loads from: a registered name as is; a relative checkpoint path in
+    a policy file relative to that file's folder when the checkpoint is there (else to the
+    working directory), so a policy and its checkpoints can move together."""
+    if policy.name == DEFAULT_POLICY or guard in available_guards() or os.path.isabs(guard):
+        return guard
+    beside = Path(policy.name).parent / guard
+    return str(beside) if beside.is_file() else guard
+
+
+def add_guard(
+    policy: str | Path | None,
+    category: str,
+    guard: str | Path,
+    guard_category: str | None,
+    threshold: float,
+    output: str | Path,
+) -> Path:
+    """Write ``output``: a copy of ``policy`` (a name or a file, as :func:`resolve_policy`) with
+    ``guard`` added to the judges of ``category`` (an id, or a name :meth:`Policy.category_for`
+    accepts), reading ``guard_category`` at ``threshold``; a judge of the same guard there is
+    replaced. A checkpoint in the new file's folder is written as its file name, elsewhere as an
+    absolute path; the source file's relative checkpoint paths are rewritten to still point to
+    their files. ``ValueError`` for a category the policy does not have."""
+    from safeview.io import atomic_write
+
+    chosen = resolve_policy(policy)
+    found = chosen.category_for("", category)
+    if found is None:
+        raise ValueError(
+            f"{category!r} is not a category of policy {chosen.name} "
+            f"(its categories: {', '.join(chosen.categories)})"
+        )
+    if chosen.name == DEFAULT_POLICY:
+        text = resources.files("safeview.rationale").joinpath("policy.json").read_text("utf-8")
+    else:
+        text = Path(chosen.name).read_text(encoding="utf-8")
+    data = json.loads(text)
+    output = Path(output)
+    folder = output.resolve().parent
+
+    def written(name: str) -> str:
+        """A checkpoint's path as the new file names it (a registered name as is)."""
+        if name in available_guards() or not is_checkpoint_path(judge_source(chosen, name)):
+            return name
+        path = Path(judge_source(chosen, name)).resolve()
+        return path.name if path.parent == folder else str(path)
+
+    for entry in data["categories"].values():
+        for judge in entry.get("guards", []):
+            if isinstance(judge, dict) and isinstance(judge.get("guard"), str):
+                judge["guard"] = written(judge["guard"])
+    added = written(str(guard))
+    judge_entry: dict[str, Any] = {"guard": added, "threshold": threshold}
+    if guard_category is not None:
+        judge_entry["category"] = guard_category
+    entry = data["categories"][found.id]
+    entry["guards"] = [j for j in entry.get("guards", []) if j.get("guard") != added]
+    entry["guards"].append(judge_entry)
+    atomic_write(output, (json.dumps(data, indent=2) + "\n").encode())
+    load_policy(output)  # what was written reads back
+    return output
 
 
 @dataclass(frozen=True)
@@ -116,7 +194,7 @@ class GuardPanel:
         for category, judge in self.policy.judges():
             if judge.guard not in index:
                 index[judge.guard] = len(self.guards)
-                self.guards.append(load_guard(judge.guard, device))
+                self.guards.append(load_guard(judge_source(self.policy, judge.guard), device))
             loaded = self.guards[index[judge.guard]]
             if judge.category is not None and judge.category not in loaded.categories:
                 raise ValueError(
@@ -188,7 +266,9 @@ __all__ = [
     "GuardPanel",
     "Judge",
     "Policy",
+    "add_guard",
     "any_flagged",
+    "judge_source",
     "load_policy",
     "primary",
     "resolve_policy",

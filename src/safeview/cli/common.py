@@ -31,10 +31,11 @@ def check_guard(value: Any) -> Any:
     return value
 
 
-def guard_option(help_text: str) -> Any:
+def guard_option(
+    help_text: str, without: str = "Without it, every category of --policy is checked."
+) -> Any:
     return typer.Option(
-        help=f"{help_text} open-nsfw, imagenet, or a guard.pt from `safeview train`. "
-        "Without it, every category of --policy is checked.",
+        help=f"{help_text} open-nsfw, imagenet, or a guard.pt from `safeview train`. {without}",
         callback=check_guard,
         show_default=False,
     )

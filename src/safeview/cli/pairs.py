@@ -18,6 +18,7 @@ from safeview.cli.common import (
     error,
     guard_option,
     parse_options,
+    policy_option,
     progress_bars,
     registered,
 )
@@ -84,12 +85,21 @@ def pairs_make(
             "diffusers (a diffusion pipeline, --model)."
         ),
     ] = EditorName.obfuscate,
-    guard: Annotated[str, guard_option("Guard that verifies the label flip:")] = "open-nsfw",
+    guard: Annotated[
+        str | None,
+        guard_option(
+            "One guard that verifies the label flip (and that obfuscate searches against):",
+            "Without it, the judges of --category in the policy verify (each of its guards, "
+            "with its threshold).",
+        ),
+    ] = None,
     policy: Annotated[
         Path | None,
         typer.Option(
-            help="Policy text file, or JSON ({'policy', 'instruction'} or a safeview "
-            "policy); default: the built-in policy for the category."
+            help="The category's policy: a text file, JSON {'policy', 'instruction'}, or a "
+            "safeview policy JSON ('default': the built-in one), which also names the guards "
+            "that judge the category (used without --guard); default: the built-in policy.",
+            show_default=False,
         ),
     ] = None,
     instruction: Annotated[
@@ -133,7 +143,12 @@ def pairs_make(
             "pixels masked when there is no mask file.",
         ),
     ] = 0.08,
-    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Guard threshold.")] = 0.5,
+    threshold: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="Threshold of --guard (a policy's judges have their own)."
+        ),
+    ] = 0.5,
     ssim_threshold: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Minimum SSIM outside the edit mask.")
     ] = 0.95,
@@ -142,13 +157,17 @@ def pairs_make(
 ) -> None:
     """Edit each unsafe image into a safe counterpart and keep the verified pairs.
 
-    A pair is kept when the guard flags the original, does not flag the edit, and the image is
-    unchanged outside the edit mask (SSIM >= --ssim-threshold). Writes OUTPUT/pairs.jsonl (every
-    image, kept or rejected with the reason), OUTPUT/images/, OUTPUT/masks/, summary.json and
-    sheet.png (kept pairs, the unsafe side pixelated). A rerun resumes.
+    A pair is kept when the label flips and the image is unchanged outside the edit mask (SSIM
+    >= --ssim-threshold). The label: with --guard, that guard flags the original and not the
+    edit; without, the judges of --category in the policy (--policy, or the built-in one): any
+    of them flags the original and none flags the edit (each judge's score before and after is
+    in pairs.jsonl), and obfuscate searches against all of them at once. Writes
+    OUTPUT/pairs.jsonl (every image, kept or rejected with the reason), OUTPUT/images/,
+    OUTPUT/masks/, summary.json and sheet.png (kept pairs, the unsafe side pixelated). A rerun
+    resumes.
     """
     from safeview.guards import load_guard
-    from safeview.pairs import make_editor, make_pairs
+    from safeview.pairs import category_judges, make_editor, make_pairs
 
     options: dict[str, Any] = {}
     if editor is EditorName.obfuscate:
@@ -161,6 +180,7 @@ def pairs_make(
             "style": style,
             "threshold": threshold,
             "segmenter": segmenter,
+            "device": device,
             **extra,
         }
     elif editor is EditorName.inpaint:
@@ -176,9 +196,15 @@ def pairs_make(
             "mask_fraction": mask_fraction,
             "device": device,
         }
+    if guard is None:
+        try:  # the category's judges, before any work
+            category_judges(category, policy)
+        except ValueError as exc:
+            error(str(exc))
+            raise typer.Exit(2) from None
     try:
         chosen = make_editor(editor.value, **options)
-        loaded = load_guard(guard, device)
+        loaded = load_guard(guard, device) if guard is not None else None
         with progress_bars() as bars:
             summary = make_pairs(
                 inputs,
@@ -191,6 +217,7 @@ def pairs_make(
                 masks=masks,
                 threshold=threshold,
                 ssim_threshold=ssim_threshold,
+                device=device,
                 progress=bars.counter("editing"),
             )
     except (ValueError, OSError) as exc:
@@ -200,10 +227,17 @@ def pairs_make(
         typer.echo(json.dumps(summary, indent=2))
     else:
         reasons = "; ".join(f"{n}x {r}" for r, n in summary["rejection_reasons"].items())
+        verified = summary["verified_by"]
+        by = (
+            f"guard {verified['guard']}"
+            if "guard" in verified
+            else f"{verified['category']} of policy {verified['policy']} "
+            f"({', '.join(verified['guards'])})"
+        )
         typer.echo(
             f"{summary['kept']} pair(s) kept, {summary['rejected']} rejected, "
             f"{summary['failed']} failed of {summary['sources']} in {output / 'pairs.jsonl'}"
-            + (f" (rejected: {reasons})" if reasons else "")
+            f", verified by {by}" + (f" (rejected: {reasons})" if reasons else "")
         )
     if summary["failed"]:
         raise typer.Exit(1)
@@ -212,7 +246,14 @@ def pairs_make(
 @pairs_app.command("eval")
 def pairs_eval(
     pairs: Annotated[Path, typer.Argument(metavar="PAIRS", help="A folder from `pairs make`.")],
-    guard: Annotated[str, guard_option("Guard to benchmark:")] = "open-nsfw",
+    guard: Annotated[
+        str | None,
+        guard_option(
+            "One guard to benchmark on every pair:",
+            "Without it, each pair is judged by the guards of its own category in --policy.",
+        ),
+    ] = None,
+    policy: Annotated[str | None, policy_option()] = None,
     vlm: Annotated[
         str | None,
         typer.Option(
@@ -224,20 +265,28 @@ def pairs_eval(
     base_url: BaseUrlOption = None,
     api_key: ApiKeyOption = None,
     instructblip_checkpoint: CheckpointOption = None,
-    threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Guard threshold.")] = 0.5,
+    threshold: Annotated[
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="Threshold of --guard (a policy's judges have their own)."
+        ),
+    ] = 0.5,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     device: DeviceOption = "auto",
 ) -> None:
-    """Benchmark a guard or a VLM on pairs: pair accuracy, per category, the misses.
+    """Benchmark a guard, a policy or a VLM on pairs: pair accuracy, per category, the misses.
 
     Pair accuracy: the unsafe image called unsafe and its safe counterpart safe. Also image
     accuracy, unsafe recall and safe specificity, per category, and the pairs it gets wrong.
+    Without --guard or --vlm, each pair is judged by the guards of its own category in the
+    policy (--policy, default: the built-in one; unsafe when any of them flags); pairs of a
+    category the policy does not cover are counted as not covered, not as misses.
     """
     from rich.console import Console
     from rich.table import Table
 
     from safeview.guards import load_guard
-    from safeview.pairs import GuardJudge, VLMJudge, evaluate_pairs
+    from safeview.pairs import GuardJudge, PolicyJudge, VLMJudge, evaluate_pairs
     from safeview.rationale import backend_options
     from safeview.rationale.openai_backend import RationaleError
 
@@ -245,6 +294,8 @@ def pairs_eval(
         if vlm is not None:
             if vlm == "grounded":
                 raise ValueError("--vlm must be openai or instructblip (grounded is not a VLM)")
+            if policy is not None:
+                raise ValueError("--vlm reads each pair's policy text; --policy is for guards")
             judge: Any = VLMJudge(
                 vlm,
                 **backend_options(
@@ -256,8 +307,12 @@ def pairs_eval(
                     device=device,
                 ),
             )
-        else:
+        elif guard is not None:
+            if policy is not None:
+                raise ValueError("give --guard or --policy, not both (a policy names its guards)")
             judge = GuardJudge(load_guard(guard, device), threshold)
+        else:
+            judge = PolicyJudge(policy, device)
         with progress_bars() as bars:
             result = evaluate_pairs(pairs, judge, progress=bars.counter("judging"))
     except (ValueError, OSError, ImageInputError, RationaleError) as exc:
@@ -268,6 +323,14 @@ def pairs_eval(
         typer.echo(
             f"note: {result['judge']} flags {flags!r}, the pairs are "
             f"{', '.join(map(repr, result['per_category']))}: it is judged on another category",
+            err=True,
+        )
+    uncovered = result["not_covered"]
+    if uncovered["pairs"] and not as_json:
+        typer.echo(
+            f"not covered by {result['judge']}: {uncovered['pairs']} pair(s) ("
+            + ", ".join(f"{name}: {n}" for name, n in uncovered["per_category"].items())
+            + "); give --guard or a policy with a guard for them",
             err=True,
         )
     if as_json:

@@ -1,4 +1,4 @@
-"""``safeview train``: a guard for one category."""
+"""``safeview train``: a guard for one category (of the safeguarding policy, or of its own)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from safeview.cli.common import DeviceOption, error, progress_bars
+from safeview.cli.common import DeviceOption, check_policy, error, progress_bars
 
 
 class BackboneName(StrEnum):
@@ -34,7 +34,13 @@ def train(
             "or CATEGORY/safe + CATEGORY/unsafe."
         ),
     ],
-    category: Annotated[str, typer.Option(help="The category this guard flags.")],
+    category: Annotated[
+        str,
+        typer.Option(
+            help="The category this guard flags: a category of --policy (an id or name, e.g. "
+            "self-harm), or, without --policy, any name (a guard for --guard only)."
+        ),
+    ],
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Checkpoint to write (use as --guard FILE).")
     ] = Path("guard.pt"),
@@ -63,6 +69,18 @@ def train(
     resume: Annotated[
         bool, typer.Option(help="Continue from OUTPUT.state after an interruption.")
     ] = True,
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            help="The safeguarding policy the guard is for: 'default' (built in) or a policy "
+            "JSON file; --category must be one of its categories. After training, "
+            "OUTPUT.policy.json (OUTPUT's suffix replaced) is written: this policy with the "
+            "checkpoint added to the category's guards. Default: the built-in policy, when "
+            "--category is one of its categories.",
+            callback=check_policy,
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     device: DeviceOption = "auto",
 ) -> None:
@@ -70,12 +88,24 @@ def train(
 
     Splits the images 80/10/10 (stratified, --seed), fine-tunes the backbone with a linear head
     (or fits a linear probe with --probe), and reports accuracy, F1 and AUROC on the test split.
-    The checkpoint is a guard: `safeview safeguard IMAGES --guard OUTPUT`.
+    The checkpoint is a guard: `safeview safeguard IMAGES --guard OUTPUT`. When --category is a
+    category of the policy (--policy, or the built-in one), OUTPUT.policy.json is that policy
+    with the checkpoint as one more judge of the category (threshold 0.5; a relative path, read
+    beside the policy file): `safeview classify IMAGES --policy OUTPUT.policy.json`.
     """
+    from safeview.policy import add_guard, resolve_policy
     from safeview.train import TrainConfig, find_dataset, train_guard
 
     if weights is not None and not weights.is_file():
         error(f"--weights {weights} does not exist")
+        raise typer.Exit(2)
+    chosen = resolve_policy(policy)
+    judged = chosen.category_for("", category)
+    if judged is None and policy is not None:
+        error(
+            f"--category {category!r} is not a category of policy {chosen.name} (its "
+            f"categories: {', '.join(chosen.categories)}; their names work too, e.g. self-harm)"
+        )
         raise typer.Exit(2)
     try:
         dataset = find_dataset(data, category)
@@ -88,6 +118,13 @@ def train(
         + (f"; left out: {', '.join(dataset.ignored)}" if dataset.ignored else ""),
         err=True,
     )
+    if judged is None:
+        typer.echo(
+            f"note: {category!r} is not a category of the built-in policy "
+            f"({', '.join(chosen.categories)}): the guard is for --guard only; no policy file "
+            "is written",
+            err=True,
+        )
     config = TrainConfig(
         category=category,
         backbone=backbone.value,
@@ -110,8 +147,24 @@ def train(
         hint = f"; rerun the same command to resume from {state}" if state.exists() else ""
         error(f"interrupted{hint}")
         raise typer.Exit(130) from None
+    policy_file = None
+    if judged is not None:
+        try:
+            policy_file = add_guard(
+                policy,
+                judged.id,
+                result.output,
+                category,
+                config.threshold,
+                Path(result.output).with_suffix(".policy.json"),
+            )
+        except (ValueError, OSError) as exc:
+            error(f"saved {result.output}, but could not write its policy file: {exc}")
+            raise typer.Exit(1) from None
     if as_json:
-        typer.echo(json.dumps(result.to_dict(), indent=2))
+        summary = result.to_dict()
+        summary["policy_file"] = str(policy_file) if policy_file is not None else None
+        typer.echo(json.dumps(summary, indent=2))
         return
     if result.resumed_from:
         typer.echo(f"resumed after epoch {result.resumed_from}", err=True)
@@ -126,3 +179,10 @@ def train(
         f"saved {result.output} ({result.seconds:.1f} s); use it with "
         f"`safeview safeguard IMAGES --guard {result.output}`"
     )
+    if policy_file is not None and judged is not None:
+        typer.echo(
+            f"wrote {policy_file}: policy {chosen.name} with {Path(result.output).name} as a "
+            f"judge of {judged.id} (threshold {config.threshold}); use it with `safeview "
+            f"classify IMAGES --policy {policy_file}`, or copy that judge into the "
+            f"'guards' of {judged.id} in your policy file"
+        )

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import cv2
 import numpy as np
@@ -23,6 +23,9 @@ import numpy as np
 from safeview.guards import Guard, default_target, scores
 from safeview.io import load_image, resize
 from safeview.registry import Registry
+
+if TYPE_CHECKING:
+    from safeview.policy import GuardPanel
 
 
 @dataclass
@@ -39,25 +42,45 @@ class Editor(Protocol):
     name: str
 
     def edit(
-        self, pixels: np.ndarray, guard: Guard, instruction: str, mask: np.ndarray | None
+        self,
+        pixels: np.ndarray,
+        guard: Guard | GuardPanel,
+        instruction: str,
+        mask: np.ndarray | None,
     ) -> Edit:
-        """Edit ``pixels`` (RGB uint8) so that ``guard`` no longer flags it; ``mask`` is the
-        image's own edit mask when the data set has one."""
+        """Edit ``pixels`` (RGB uint8) so that ``guard`` no longer flags it (a
+        :class:`~safeview.policy.GuardPanel`: none of the judges of the pair's policy category);
+        ``mask`` is the image's own edit mask when the data set has one."""
         ...
 
 
 def attribution_mask(
-    pixels: np.ndarray, guard: Guard, fraction: float = 0.08, dilate: float = 0.02
+    pixels: np.ndarray, guard: Guard | GuardPanel, fraction: float = 0.08, dilate: float = 0.02
 ) -> np.ndarray:
     """The ``fraction`` of pixels with the highest FullGrad attribution for the guard's unsafe
-    target, grown by ``dilate`` x the shorter side: where an edit should happen."""
+    target, grown by ``dilate`` x the shorter side: where an edit should happen. For a panel
+    (a policy category's judges), each flagging judge's map counts (their maximum, each scaled to
+    its own peak); none flagging: every judge's."""
     from safeview.attribution import make_attribution
+    from safeview.policy import GuardPanel
 
     height, width = pixels.shape[:2]
-    probs = scores(guard, [pixels])[0]
-    target = default_target(guard, probs)
-    heatmap = make_attribution("fullgrad", guard).attribute(guard.preprocess([pixels]), target)[0]
-    heatmap = resize(heatmap.astype(np.float32), (width, height))
+    if isinstance(guard, GuardPanel):
+        row = guard.score([pixels])
+        judges = guard.bind(row)
+        pairs = [(j.guard, j.target) for j in judges if bool(j.flags(row)[0])] or [
+            (j.guard, j.target) for j in judges
+        ]
+    else:
+        pairs = [(guard, default_target(guard, scores(guard, [pixels])[0]))]
+    pairs = list(dict.fromkeys(pairs))
+    maps = []
+    for model, target in pairs:
+        heatmap = make_attribution("fullgrad", model).attribute(model.preprocess([pixels]), target)
+        heatmap = resize(heatmap[0].astype(np.float32), (width, height))
+        peak = float(heatmap.max())
+        maps.append(heatmap / peak if len(pairs) > 1 and peak > 0 else heatmap)
+    heatmap = np.max(maps, axis=0)
     cut = float(np.quantile(heatmap, 1.0 - fraction))
     # Sparse maps (mostly zero) have their quantile at the minimum: take only what is above it.
     mask = heatmap >= cut if cut > float(heatmap.min()) else heatmap > cut
@@ -77,6 +100,7 @@ class ObfuscateEditor:
         segmenter: str = "bass-guided",
         max_regions: int = 10,
         threshold: float = 0.5,
+        device: str | None = None,
         **segmenter_options: Any,
     ) -> None:
         from safeview.options import SafeguardOptions
@@ -92,17 +116,31 @@ class ObfuscateEditor:
             threshold=threshold,
             max_regions=max_regions,
             on_failure="keep",
+            device=device,
         )
-        self._pipelines: dict[int, Any] = {}  # one Pipeline per guard object, reused per image
+        # One Pipeline per guard object or policy, reused per image.
+        self._pipelines: dict[int, tuple[Any, Any]] = {}
 
     def edit(
-        self, pixels: np.ndarray, guard: Guard, instruction: str, mask: np.ndarray | None
+        self,
+        pixels: np.ndarray,
+        guard: Guard | GuardPanel,
+        instruction: str,
+        mask: np.ndarray | None,
     ) -> Edit:
         from safeview.pipeline import Pipeline
+        from safeview.policy import GuardPanel
 
-        pipeline = self._pipelines.get(id(guard))
-        if pipeline is None or pipeline.options.guard is not guard:
-            pipeline = self._pipelines[id(guard)] = Pipeline(self.options.replace(guard=guard))
+        # A panel: the joint search against every judge of the pair's category.
+        key = guard.policy if isinstance(guard, GuardPanel) else guard
+        cached = self._pipelines.get(id(key))
+        if cached is None or cached[0] is not key:
+            if isinstance(guard, GuardPanel) and guard.policy is not None:
+                options = self.options.replace(guard=None, policy=guard.policy)
+            else:
+                options = self.options.replace(guard=guard)
+            cached = self._pipelines[id(key)] = (key, Pipeline(options))
+        pipeline = cached[1]
         report = pipeline.safeguard(pixels)
         edited = report.image if report.image is not None else pixels.copy()
         region_mask = (
@@ -111,7 +149,8 @@ class ObfuscateEditor:
         return Edit(
             edited,
             region_mask.astype(bool),
-            f"obfuscate ({self.style}) the fewest regions that flip the guard",
+            f"obfuscate ({self.style}) the fewest regions that flip the "
+            + ("category's judges" if isinstance(guard, GuardPanel) else "guard"),
             {
                 "style": self.style,
                 "segmenter": self.segmenter,
@@ -132,7 +171,11 @@ class InpaintEditor:
         self.mask_fraction, self.radius = mask_fraction, radius
 
     def edit(
-        self, pixels: np.ndarray, guard: Guard, instruction: str, mask: np.ndarray | None
+        self,
+        pixels: np.ndarray,
+        guard: Guard | GuardPanel,
+        instruction: str,
+        mask: np.ndarray | None,
     ) -> Edit:
         source = "mask file"
         if mask is None:
@@ -205,7 +248,11 @@ class DiffusersEditor:
         self.composite = self.inpainting if composite is None else composite
 
     def edit(
-        self, pixels: np.ndarray, guard: Guard, instruction: str, mask: np.ndarray | None
+        self,
+        pixels: np.ndarray,
+        guard: Guard | GuardPanel,
+        instruction: str,
+        mask: np.ndarray | None,
     ) -> Edit:
         import torch
         from PIL import Image

@@ -2,6 +2,10 @@
 
 Pair accuracy: the fraction of pairs where the unsafe image is called unsafe *and* its safe
 counterpart safe. Also image accuracy, per-category results, and the pairs it gets wrong.
+
+A :class:`PolicyJudge` judges each pair by the judges of its own category in a policy; pairs of a
+category the policy does not cover (no such category, or no guard for it) are counted apart as
+``not_covered``, neither right nor wrong.
 """
 
 from __future__ import annotations
@@ -10,13 +14,17 @@ import re
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from safeview.guards import Guard, scores
 from safeview.io import load_image
 from safeview.pairs.make import read_manifest
+
+if TYPE_CHECKING:
+    from safeview.policy import BoundJudge
+    from safeview.rationale.policy import Policy
 
 #: Version of the JSON that ``pairs eval --json`` prints.
 EVAL_VERSION = "1.0"
@@ -28,6 +36,13 @@ class Judge(Protocol):
     def judge(self, pixels: np.ndarray, record: dict[str, Any]) -> tuple[bool, float | None]:
         """(called unsafe?, score if the judge has one) for one image of a pair."""
         ...
+
+
+def covers(judge: Judge, record: dict[str, Any]) -> bool:
+    """Whether ``judge`` can judge the pair of ``record`` (a judge without a ``covers``
+    method judges every pair)."""
+    check = getattr(judge, "covers", None)
+    return True if check is None else bool(check(record))
 
 
 class GuardJudge:
@@ -46,6 +61,58 @@ class GuardJudge:
     def judge(self, pixels: np.ndarray, record: dict[str, Any]) -> tuple[bool, float | None]:
         p = float(scores(self.guard, [pixels])[0][self.target])
         return p >= self.threshold, p
+
+
+class PolicyJudge:
+    """Each pair judged by the judges of its own category in a policy (the guards with their
+    thresholds): called unsafe when any of them flags the image; the score is the highest of
+    their scores. A pair whose category the policy lacks or names no guard for is not covered.
+    """
+
+    def __init__(
+        self, policy: str | Path | Policy | None = None, device: str | None = None
+    ) -> None:
+        from safeview.policy import GuardPanel
+
+        self.panel = GuardPanel(policy=policy, device=device)
+        assert self.panel.policy is not None
+        self.policy = self.panel.policy
+        self.name = f"policy {self.policy.name}"
+        self.width = sum(len(g.categories) for g in self.panel.guards)
+        row = np.zeros((1, self.width), dtype=np.float32)
+        # Targets must not depend on the image: a judge reads a named category or the unsafe one.
+        self.judges: list[BoundJudge] = self.panel.bind(row)
+        for (category, entry), judge in zip(self.policy.judges(), self.judges, strict=True):
+            guard = judge.guard
+            if entry.category is None and (
+                guard.decision != "threshold" or guard.unsafe_category is None
+            ):
+                raise ValueError(
+                    f"policy {self.policy.name}: a judge of {category.id} uses {entry.guard!r}, "
+                    "which has no unsafe category; name the guard category it reads (the "
+                    "judge's 'category') to judge pairs with it"
+                )
+
+    def category(self, record: dict[str, Any]) -> str | None:
+        """The policy category of a pair, when a guard of the policy judges it."""
+        found = self.policy.category_for("", str(record.get("category", "")))
+        return found.id if found is not None and found.judges else None
+
+    def covers(self, record: dict[str, Any]) -> bool:
+        return self.category(record) is not None
+
+    def judge(self, pixels: np.ndarray, record: dict[str, Any]) -> tuple[bool, float | None]:
+        key = self.category(record)
+        judges = [j for j in self.judges if j.category == key]
+        if not judges:
+            raise ValueError(f"policy {self.policy.name} does not cover {record.get('category')}")
+        needed = {id(j.guard) for j in judges}
+        row = np.zeros((1, self.width), dtype=np.float32)  # only the category's guards run
+        for guard, offset in zip(self.panel.guards, self.panel.offsets, strict=True):
+            if id(guard) in needed:
+                row[:, offset : offset + len(guard.categories)] = scores(guard, [pixels])
+        flagged = any(bool(j.flags(row)[0]) for j in judges)
+        return flagged, max(float(j.score(row)[0]) for j in judges)
 
 
 class VLMJudge:
@@ -90,9 +157,23 @@ def evaluate_pairs(
     kept = [r for r in read_manifest(folder) if r.get("status") == "kept"]
     if not kept:
         raise ValueError(f"{folder}/pairs.jsonl has no kept pairs to evaluate")
+    not_covered: dict[str, int] = defaultdict(int)
+    for record in kept:
+        if not covers(judge, record):
+            not_covered[str(record.get("category"))] += 1
+    if len(kept) == sum(not_covered.values()):
+        raise ValueError(
+            f"{judge.name} covers none of the pairs' categories "
+            f"({', '.join(sorted(not_covered))}): give a guard (--guard) or a policy with a "
+            "guard for them"
+        )
     per_category: dict[str, list[tuple[bool, bool]]] = defaultdict(list)
     wrong = []
     for number, record in enumerate(kept, 1):
+        if not covers(judge, record):
+            if progress is not None:
+                progress(number, len(kept))
+            continue
         files = record["files"]
         unsafe_called, p_unsafe = judge.judge(load_image(folder / files["unsafe"]).pixels, record)
         safe_called, p_safe = judge.judge(load_image(folder / files["safe"]).pixels, record)
@@ -117,6 +198,10 @@ def evaluate_pairs(
         "judge": judge.name,
         **_rates([r for rows in per_category.values() for r in rows]),
         "per_category": {name: _rates(rows) for name, rows in sorted(per_category.items())},
+        "not_covered": {
+            "pairs": sum(not_covered.values()),
+            "per_category": dict(sorted(not_covered.items())),
+        },
         "wrong": wrong,
     }
 

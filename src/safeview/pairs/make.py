@@ -11,6 +11,10 @@ Layout of PAIRS/:
 
 Rejected candidates leave only their manifest line. A rerun skips the sources already in the
 manifest, so an interrupted run resumes.
+
+The label flip is verified by one guard, or (no guard given) by the judges of the pairs' category
+in a safeguarding policy (:func:`category_judges`): kept when any judge flags the original and
+none flags the edit.
 """
 
 from __future__ import annotations
@@ -21,36 +25,54 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from safeview.guards import Guard, default_target, is_flagged, scores
 from safeview.io import IMAGE_EXTENSIONS, ImageInputError, atomic_write, encode_image, load_image
 from safeview.pairs.editors import Editor, read_mask
-from safeview.pairs.verify import DEFAULT_SSIM_THRESHOLD, verify
+from safeview.pairs.verify import DEFAULT_SSIM_THRESHOLD, Verification, verify, verify_judged
 from safeview.train.data import image_files
+
+if TYPE_CHECKING:
+    from safeview.policy import BoundJudge, GuardPanel
+    from safeview.rationale.policy import Policy
 
 MANIFEST = "pairs.jsonl"
 MANIFEST_VERSION = "1.0"
 
 
+def _read_policy(policy: str | Path) -> tuple[Path, str, Any]:
+    """(path, stripped text, parsed JSON or None) of a ``--policy`` file."""
+    path = Path(policy)
+    if not path.is_file():
+        raise ValueError(f"policy file {path} does not exist")
+    text = path.read_text(encoding="utf-8").strip()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = None
+    return path, text, data
+
+
+def _is_default(policy: str | Path | None) -> bool:
+    from safeview.policy import DEFAULT_POLICY
+
+    return policy is None or str(policy) == DEFAULT_POLICY
+
+
 def category_policy(category: str, policy: str | Path | None = None) -> tuple[str, str]:
     """(policy text, editing instruction) for ``category``.
 
-    ``policy`` may be a safeview policy JSON (``--policy`` of ``explain``), a JSON object with
-    ``policy`` and optional ``instruction``, or a plain-text file with the policy text."""
+    ``policy`` may be a safeview policy JSON (``--policy`` of ``explain``; ``"default"``: the
+    built-in one), a JSON object with ``policy`` and optional ``instruction``, or a plain-text
+    file with the policy text."""
     from safeview.rationale.policy import load_policy
 
-    if policy is not None:
-        path = Path(policy)
-        if not path.is_file():
-            raise ValueError(f"policy file {path} does not exist")
-        text = path.read_text(encoding="utf-8").strip()
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError:
-            data = None
+    if not _is_default(policy):
+        assert policy is not None
+        path, text, data = _read_policy(policy)
         if isinstance(data, dict) and "categories" in data:
             found = load_policy(path).category_for("", category)
             if found is None:
@@ -70,6 +92,44 @@ def category_policy(category: str, policy: str | Path | None = None) -> tuple[st
         f"Images that show {category.replace('_', ' ')} are unsafe.",
         _instruction(category.replace("_", " ")),
     )
+
+
+def safeguarding_policy(policy: str | Path | None = None) -> Policy:
+    """The safeview policy whose judges verify pairs: ``policy`` when it is a safeview policy
+    file, else the built-in one (``None``, ``"default"``, or an editing-policy text or
+    ``{'policy', 'instruction'}`` file, which names no guards)."""
+    from safeview.policy import resolve_policy
+
+    if _is_default(policy):
+        return resolve_policy(None)
+    assert policy is not None
+    path, _, data = _read_policy(policy)
+    if isinstance(data, dict) and "categories" in data:
+        return resolve_policy(path)
+    return resolve_policy(None)
+
+
+def category_judges(category: str, policy: str | Path | Policy | None = None) -> Policy:
+    """The policy cut down to ``category`` (an id or a name :meth:`Policy.category_for`
+    accepts): the judges that verify its pairs when no guard is given. ``policy``: as
+    :func:`safeguarding_policy`, or a :class:`Policy`. ``ValueError`` (one line, suggesting a
+    guard) when the policy lacks the category or names no guard for it."""
+    from safeview.rationale.policy import Policy
+
+    chosen = policy if isinstance(policy, Policy) else safeguarding_policy(policy)
+    found = chosen.category_for("", category)
+    if found is None:
+        raise ValueError(
+            f"category {category!r} is not in policy {chosen.name} (its categories: "
+            f"{', '.join(chosen.categories)}): give a guard (--guard) to verify its pairs"
+        )
+    if not found.judges:
+        raise ValueError(
+            f"category {found.id} has no guard in policy {chosen.name}, so nothing can verify "
+            f"its pairs: give a guard (--guard NAME_OR_CHECKPOINT, e.g. from `safeview train "
+            f"--category {found.id}`)"
+        )
+    return chosen.only(found.id)
 
 
 def _instruction(attributes: str) -> str:
@@ -124,23 +184,40 @@ def make_pairs(
     output: str | Path,
     category: str,
     editor: Editor,
-    guard: Guard,
+    guard: Guard | None = None,
     *,
     policy: str | Path | None = None,
     instruction: str | None = None,
     masks: str | Path | None = None,
     threshold: float = 0.5,
     ssim_threshold: float = DEFAULT_SSIM_THRESHOLD,
+    device: str | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Make, verify and write pairs for every image under ``inputs``; returns the summary.
 
+    The label flip is verified by ``guard`` (p(target) >= ``threshold``), or without a guard by
+    the judges of ``category`` in the safeguarding policy (``policy`` when it is a safeview
+    policy file, else the built-in one; see :func:`category_judges`), each with its own guard
+    category and threshold, loaded on ``device``: kept when any judge flags the original and
+    none flags the edit. The obfuscate editor then runs the joint search against those judges.
+
     Each manifest record: ``pair_id``, ``source`` (relative to ``inputs``), ``category``,
-    ``policy``, ``editor`` (name, instruction, details), ``guard`` (name, version, target,
-    threshold), ``scores`` (before/after), ``verification`` (figures and the measure's name),
-    ``status`` (``kept``, ``rejected`` or ``failed``), ``reasons``, and ``files`` when kept.
+    ``policy`` (the text), ``editor`` (name, instruction, details), ``verification`` (figures
+    and the measure's name), ``status`` (``kept``, ``rejected`` or ``failed``), ``reasons``,
+    ``files`` when kept; with a guard: ``guard`` (name, version, target, threshold) and
+    ``scores`` (before/after); with a policy: ``judges`` (``policy``, ``category`` and
+    ``guards``: each judge's guard, version, category, threshold, ``score_before``,
+    ``flagged_before``, ``score_after`` and ``flagged_after``).
     """
-    check_guard_category(guard, category)
+    from safeview.policy import GuardPanel
+
+    verifier: Guard | GuardPanel
+    if guard is not None:
+        check_guard_category(guard, category)
+        verifier = guard
+    else:
+        verifier = GuardPanel(policy=category_judges(category, policy), device=device)
     root, files = _sources(Path(inputs))
     out = Path(output)
     if out.resolve() == root.resolve() or root.resolve() in out.resolve().parents:
@@ -164,7 +241,7 @@ def make_pairs(
                 out,
                 category,
                 editor,
-                guard,
+                verifier,
                 policy_text,
                 instruction,
                 mask_root,
@@ -179,6 +256,14 @@ def make_pairs(
     records = read_manifest(out)
     summary = summarize(records, editor.name, category)
     summary["skipped_already_done"] = len(files) - len(todo)
+    if isinstance(verifier, GuardPanel):
+        summary["verified_by"] = {
+            "policy": verifier.name,
+            "category": verifier.categories[0].id,
+            "guards": [g.name for g in verifier.guards],
+        }
+    else:
+        summary["verified_by"] = {"guard": verifier.name}
     atomic_write(out / "summary.json", json.dumps(summary, indent=2).encode())
     kept = [r for r in records if r["status"] == "kept"]
     if kept:
@@ -204,13 +289,15 @@ def _make_one(
     out: Path,
     category: str,
     editor: Editor,
-    guard: Guard,
+    verifier: Guard | GuardPanel,
     policy_text: str,
     instruction: str,
     mask_root: Path | None,
     threshold: float,
     ssim_threshold: float,
 ) -> dict[str, Any]:
+    from safeview.policy import GuardPanel
+
     identifier = pair_id(key, category)
     record: dict[str, Any] = {
         "manifest_version": MANIFEST_VERSION,
@@ -220,15 +307,16 @@ def _make_one(
         "category": category,
         "policy": policy_text,
         "editor": {"name": editor.name, "instruction": instruction},
-        "guard": {"name": guard.name, "version": guard.version, "threshold": threshold},
     }
+    if isinstance(verifier, GuardPanel):
+        label: _Label = _JudgesLabel(verifier, record)
+    else:
+        label = _GuardLabel(verifier, threshold, record)
     try:
         pixels = load_image(path).pixels
     except ImageInputError as exc:
         return {**record, "status": "failed", "reasons": [str(exc)]}
-    probs_before = scores(guard, [pixels])[0]
-    target = default_target(guard, probs_before)
-    record["guard"]["target"] = guard.categories[target]
+    label.score(pixels)
     mask = None
     if mask_root is not None:
         candidates = [mask_root / Path(key).with_suffix(".png")]
@@ -236,42 +324,26 @@ def _make_one(
         found = next((c for c in candidates if c.is_file()), None)
         if found is not None:
             mask = read_mask(found, (pixels.shape[1], pixels.shape[0]))
-    if not is_flagged(guard, probs_before, target, threshold)[0]:
-        check = verify(
-            pixels,
-            pixels,
-            np.zeros(pixels.shape[:2], bool),
-            probs_before[target],
-            probs_before[target],
-            threshold,
-            ssim_threshold,
-        )
+    if not label.flagged:
+        check = label.check(pixels, pixels, np.zeros(pixels.shape[:2], bool), ssim_threshold)
+        label.unedited()
         return {
             **record,
             "status": "rejected",
             "reasons": check.reasons[:1],
-            "scores": {"before": check.p_before, "after": None},
+            **label.scores(check, edited=False),
             "verification": check.to_dict(),
         }
     try:
-        edit = editor.edit(pixels, guard, instruction, mask)
+        edit = editor.edit(pixels, verifier, instruction, mask)
     except (ValueError, RuntimeError) as exc:
         return {**record, "status": "failed", "reasons": [f"editor failed: {exc}"]}
-    probs_after = scores(guard, [edit.image])[0]
-    check = verify(
-        pixels,
-        edit.image,
-        edit.mask,
-        probs_before[target],
-        probs_after[target],
-        threshold,
-        ssim_threshold,
-    )
+    check = label.check(pixels, edit.image, edit.mask, ssim_threshold)
     record["editor"].update(instruction=edit.instruction, details=edit.details)
     record.update(
         status="kept" if check.kept else "rejected",
         reasons=check.reasons,
-        scores={"before": check.p_before, "after": check.p_after},
+        **label.scores(check, edited=True),
         verification=check.to_dict(),
     )
     if check.kept:
@@ -286,6 +358,105 @@ def _make_one(
         atomic_write(out / files["mask"], encode_image(mask_pixels, "PNG"))
         record["files"] = files
     return record
+
+
+class _Label:
+    """How a pair's label is read: score the original, then verify an edit against it."""
+
+    flagged: bool = False
+
+    def score(self, pixels: np.ndarray) -> None:
+        raise NotImplementedError
+
+    def check(
+        self, before: np.ndarray, after: np.ndarray, mask: np.ndarray, ssim_threshold: float
+    ) -> Verification:
+        raise NotImplementedError
+
+    def unedited(self) -> None:
+        """The original was not edited: drop the figures about an edit."""
+
+    def scores(self, check: Verification, edited: bool) -> dict[str, Any]:
+        """Fields of the record besides the verification."""
+        return {}
+
+
+class _GuardLabel(_Label):
+    """One guard: its target's probability against ``threshold``."""
+
+    def __init__(self, guard: Guard, threshold: float, record: dict[str, Any]) -> None:
+        self.guard, self.threshold = guard, threshold
+        self.record = record["guard"] = {
+            "name": guard.name,
+            "version": guard.version,
+            "threshold": threshold,
+        }
+
+    def score(self, pixels: np.ndarray) -> None:
+        self.probs = scores(self.guard, [pixels])[0]
+        self.target = default_target(self.guard, self.probs)
+        self.record["target"] = self.guard.categories[self.target]
+        self.flagged = bool(is_flagged(self.guard, self.probs, self.target, self.threshold)[0])
+
+    def check(
+        self, before: np.ndarray, after: np.ndarray, mask: np.ndarray, ssim_threshold: float
+    ) -> Verification:
+        p_after = self.probs if after is before else scores(self.guard, [after])[0]
+        return verify(
+            before,
+            after,
+            mask,
+            self.probs[self.target],
+            p_after[self.target],
+            self.threshold,
+            ssim_threshold,
+        )
+
+    def scores(self, check: Verification, edited: bool) -> dict[str, Any]:
+        return {"scores": {"before": check.p_before, "after": check.p_after if edited else None}}
+
+
+class _JudgesLabel(_Label):
+    """The judges of a policy category (a panel): any flags the original, none the edit."""
+
+    def __init__(self, panel: GuardPanel, record: dict[str, Any]) -> None:
+        self.panel = panel
+        self.entries: list[dict[str, Any]] = []
+        record["judges"] = {
+            "policy": panel.name,
+            "category": panel.categories[0].id,
+            "guards": self.entries,
+        }
+
+    def score(self, pixels: np.ndarray) -> None:
+        self.row = self.panel.score([pixels])
+        self.judges: list[BoundJudge] = self.panel.bind(self.row)
+        self.entries[:] = [
+            {
+                "guard": judge.guard.name,
+                "version": judge.guard.version,
+                "category": judge.guard_category,
+                "threshold": judge.threshold,
+                "score_before": round(float(judge.score(self.row)[0]), 6),
+                "flagged_before": bool(judge.flags(self.row)[0]),
+            }
+            for judge in self.judges
+        ]
+        self.flagged = any(entry["flagged_before"] for entry in self.entries)
+
+    def check(
+        self, before: np.ndarray, after: np.ndarray, mask: np.ndarray, ssim_threshold: float
+    ) -> Verification:
+        row = self.row if after is before else self.panel.score([after])
+        for judge, entry in zip(self.judges, self.entries, strict=True):
+            entry["score_after"] = round(float(judge.score(row)[0]), 6)
+            entry["flagged_after"] = bool(judge.flags(row)[0])
+        return verify_judged(before, after, mask, self.entries, ssim_threshold)
+
+    def unedited(self) -> None:
+        for entry in self.entries:
+            entry.pop("score_after", None)
+            entry.pop("flagged_after", None)
 
 
 def summarize(records: list[dict[str, Any]], editor: str, category: str) -> dict[str, Any]:

@@ -84,6 +84,52 @@ def verify(
         result.reasons.append(
             f"the label did not flip (p = {p_before:.3f} -> {p_after:.3f}, threshold {threshold})"
         )
+    return _check_unchanged(result, before, after, mask)
+
+
+def verify_judged(
+    before: np.ndarray,
+    after: np.ndarray,
+    mask: np.ndarray,
+    judges: list[dict[str, Any]],
+    ssim_threshold: float = DEFAULT_SSIM_THRESHOLD,
+) -> Verification:
+    """:func:`verify` against several judges (a policy category's guards, each with its own
+    threshold): kept when any judge flags the original, none flags the edit, and the image is
+    unchanged outside the mask. ``judges``: each judge's ``guard``, ``threshold``,
+    ``score_before``, ``flagged_before``, ``score_after`` and ``flagged_after``. ``p_before`` and
+    ``p_after`` are the scores of the judge furthest above its threshold on the original."""
+    lead = max(judges, key=lambda j: j["score_before"] / j["threshold"])
+    result = Verification(
+        kept=False,
+        p_before=round(float(lead["score_before"]), 6),
+        p_after=round(float(lead["score_after"]), 6),
+        flagged_before=any(j["flagged_before"] for j in judges),
+        flagged_after=any(j["flagged_after"] for j in judges),
+        ssim_threshold=ssim_threshold,
+        mask_fraction=round(float(mask.mean()), 6),
+    )
+    result.label_flipped = result.flagged_before and not result.flagged_after
+    if not result.flagged_before:
+        scores = ", ".join(
+            f"{j['guard']} p = {j['score_before']:.3f} < {j['threshold']}" for j in judges
+        )
+        result.reasons.append(f"no judge flags the original ({scores})")
+    elif result.flagged_after:
+        still = ", ".join(
+            f"{j['guard']} p = {j['score_before']:.3f} -> {j['score_after']:.3f}, "
+            f"threshold {j['threshold']}"
+            for j in judges
+            if j["flagged_after"]
+        )
+        result.reasons.append(f"the label did not flip ({still})")
+    return _check_unchanged(result, before, after, mask)
+
+
+def _check_unchanged(
+    result: Verification, before: np.ndarray, after: np.ndarray, mask: np.ndarray
+) -> Verification:
+    """Add the reasons the image outside the mask does not count as unchanged; decide."""
     if not mask.any():
         result.reasons.append("the editor changed nothing (empty mask)")
     else:
@@ -91,9 +137,10 @@ def verify(
         result.ssim_outside_mask = None if ssim is None else round(ssim, 6)
         if ssim is None:
             result.reasons.append("the edit mask covers the whole image")
-        elif ssim < ssim_threshold:
+        elif ssim < result.ssim_threshold:
             result.reasons.append(
-                f"the image changed outside the edit mask (SSIM {ssim:.3f} < {ssim_threshold})"
+                f"the image changed outside the edit mask "
+                f"(SSIM {ssim:.3f} < {result.ssim_threshold})"
             )
     result.kept = not result.reasons
     return result

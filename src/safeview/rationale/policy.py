@@ -7,7 +7,7 @@ copy instead, so a team can change wording, questions or keywords without touchi
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -88,6 +88,10 @@ class Policy:
         return [
             (category, judge) for category in self.categories.values() for judge in category.judges
         ]
+
+    def only(self, key: str) -> Policy:
+        """This policy with one category (``key``, an id): the judges of that category alone."""
+        return replace(self, categories={key: self.categories[key]})
 
     def category_for(self, guard: str, guard_category: str) -> Category | None:
         """The policy category a guard's output category stands for, if any."""
