@@ -55,7 +55,12 @@ for _name in METHODS[1:]:
 
 def make_attribution(method: str, guard: Guard) -> AttributionMethod:
     """Build the attribution method ``method`` for ``guard``'s module (build it once and reuse it:
-    the Grad-CAM family runs a forward pass to find its layer)."""
+    the Grad-CAM family runs a forward pass to find its layer). A guard without gradients (a
+    detector-backed guard) brings its own, ``guard.own_attribution``, used whatever is asked."""
+    ATTRIBUTIONS.factory(method)  # an unknown name fails even for such a guard
+    own: AttributionMethod | None = getattr(guard, "own_attribution", None)
+    if own is not None:
+        return own
     return ATTRIBUTIONS.factory(method)(guard)
 
 

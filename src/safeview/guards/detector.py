@@ -1,0 +1,156 @@
+"""A detector as a guard: flagged while the detector finds something the policy cares about.
+
+:class:`DetectorGuard` scores an image by its strongest *unsafe* detection (the gesture rule
+firing, abusive words read, an exposed intimate part): ``p(unsafe)`` is that detection's score,
+0 when there is none. Its module runs the detector on each image of the batch, so the pipeline's
+search, verification and reports treat it like any guard; and the counterfactual search
+obfuscates until the detector no longer fires, verified by the same detector on the output.
+
+A detector has no gradients, so FullGrad cannot explain it. The guard brings its own attribution
+(:class:`DetectionMap`, used whatever attribution method is asked for): its unsafe detections'
+boxes (or landmarks' hull, padded) weighted by their scores, slightly smoothed, so the
+attribution-guided superpixels follow them and the search tries them first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+import torch
+
+from safeview.detectors import Detection, Detector
+from safeview.guards.base import Decision, resize_batch, select_device
+
+#: p(unsafe) is kept inside (EPSILON, 1 - EPSILON) so that its logits stay finite.
+EPSILON = 1e-6
+
+
+def _pixels(x: torch.Tensor) -> list[np.ndarray]:
+    """The RGB uint8 images of a preprocessed batch (N, 3, H, W) of 0-255 values."""
+    batch = x.detach().clamp(0, 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    return [np.ascontiguousarray(image) for image in batch]
+
+
+class _DetectorModule(torch.nn.Module):
+    """(N, 3, H, W) 0-255 -> (N, 2) logits: log(1 - p), log(p), p the strongest unsafe score."""
+
+    def __init__(self, strongest: Callable[[np.ndarray], float]) -> None:
+        super().__init__()
+        self.strongest = strongest
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = torch.tensor(
+            [self.strongest(image) for image in _pixels(x)], dtype=torch.float64, device=x.device
+        ).clamp(EPSILON, 1.0 - EPSILON)
+        return torch.stack([torch.log1p(-p), torch.log(p)], dim=1).float()
+
+
+class DetectionMap:
+    """The attribution of a :class:`DetectorGuard`: where its unsafe detections are."""
+
+    name = "detections"
+
+    def __init__(self, guard: DetectorGuard) -> None:
+        self.guard = guard
+
+    def attribute(self, x: torch.Tensor, target: int | list[int]) -> np.ndarray:
+        """(B, H, W) maps in [0, 1]: each unsafe detection's box (padded hull of its landmarks
+        where it has them) filled with its score; the safe class gets the complement."""
+        maps = []
+        for image in _pixels(x):
+            height, width = image.shape[:2]
+            found = np.zeros((height, width), dtype=np.float32)
+            for detection in self.guard.unsafe(image):
+                _paint(found, detection)
+            if found.max() > 0:
+                sigma = 0.01 * max(height, width)
+                found = cv2.GaussianBlur(found, (0, 0), sigmaX=sigma)
+                found /= found.max()
+            targets = target if isinstance(target, list) else [target]
+            maps.append(found if targets[0] == 1 else 1.0 - found)
+        return np.stack(maps)
+
+
+def _paint(canvas: np.ndarray, detection: Detection) -> None:
+    height, width = canvas.shape
+    score = float(detection.score)
+    if detection.points:
+        points = np.asarray(detection.points, dtype=np.float32)
+        hull = cv2.convexHull(points.reshape(-1, 1, 2)).astype(np.int32)
+        mask = np.zeros_like(canvas, dtype=np.uint8)
+        cv2.fillConvexPoly(mask, hull, 1)
+        pad = max(1, int(0.02 * max(height, width)))
+        mask = cv2.dilate(mask, np.ones((2 * pad + 1, 2 * pad + 1), np.uint8))
+        canvas[mask > 0] = np.maximum(canvas[mask > 0], score)
+        return
+    x0, y0, x1, y1 = detection.box
+    x0, x1 = max(0, int(x0)), min(width, int(x1))
+    y0, y1 = max(0, int(y0)), min(height, int(y1))
+    if x1 > x0 and y1 > y0:
+        canvas[y0:y1, x0:x1] = np.maximum(canvas[y0:y1, x0:x1], score)
+
+
+class DetectorGuard:
+    """``detector`` as a threshold guard on ``"unsafe"``: p = its strongest unsafe detection.
+
+    Parameters
+    ----------
+    name:
+        The guard's registered name (e.g. ``"gesture"``).
+    detector:
+        Any :class:`~safeview.detectors.Detector`.
+    labels:
+        Only detections with these labels count (default: every detection marked ``unsafe``).
+    size:
+        The square the image is resized to before detection (the whole image, squashed, as
+        every guard sees it); also the search's working size.
+    """
+
+    decision: Decision = "threshold"
+    categories = ("safe", "unsafe")
+    unsafe_category = "unsafe"
+
+    def __init__(
+        self,
+        name: str,
+        detector: Detector,
+        *,
+        labels: tuple[str, ...] | None = None,
+        size: int = 512,
+        device: str | torch.device | None = None,
+    ) -> None:
+        self.name = name
+        self.detector = detector
+        self.version = f"{detector.name} {detector.version}"
+        self.labels = labels
+        self.input_size = (size, size)
+        self.device = select_device(device) if device is not None else torch.device("cpu")
+        self.module = _DetectorModule(self.strongest)
+        #: Used whatever attribution method is asked for (a detector has no gradients).
+        self.own_attribution = DetectionMap(self)
+
+    def unsafe(self, pixels: np.ndarray) -> list[Detection]:
+        """The detections that count, strongest first."""
+        found = [
+            d
+            for d in self.detector.detect(pixels)
+            if d.unsafe and (self.labels is None or d.label in self.labels)
+        ]
+        return sorted(found, key=lambda d: -d.score)
+
+    def strongest(self, pixels: np.ndarray) -> float:
+        found = self.unsafe(pixels)
+        return float(found[0].score) if found else 0.0
+
+    def preprocess(self, images: list[np.ndarray] | np.ndarray) -> torch.Tensor:
+        """RGB uint8 images -> (N, 3, size, size) float 0-255 (the detector reads them back)."""
+        batch = resize_batch(images, self.input_size).astype(np.float32)
+        return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits, dim=-1)
+
+
+__all__ = ["DetectionMap", "DetectorGuard"]

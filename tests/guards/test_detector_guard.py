@@ -1,0 +1,99 @@
+"""A detector as a guard, with a tiny detector (saturated red blobs) so the known answer is the
+blob: it is scored, explained by its box, and the search hides it until the detector stops."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import safeview
+from safeview.attribution import make_attribution
+from safeview.detectors import Detection
+from safeview.guards import scores
+from safeview.guards.detector import DetectorGuard
+from tests.conftest import red_square_image
+
+
+class RedBlobDetector:
+    """Each saturated red blob of at least ``min_pixels`` is an unsafe ``"blob"``; its score
+    grows with its size (0.9 at 400 pixels)."""
+
+    name = "red-blobs"
+    version = "test"
+    license = "MIT"
+
+    def __init__(self, min_pixels: int = 60) -> None:
+        self.min_pixels = min_pixels
+
+    def detect(self, pixels: np.ndarray) -> list[Detection]:
+        red = (pixels[..., 0] > 180) & (pixels[..., 1] < 80) & (pixels[..., 2] < 80)
+        count, _, stats, _ = cv2.connectedComponentsWithStats(red.astype(np.uint8))
+        found = []
+        for index in range(1, count):
+            x, y, w, h, area = (int(v) for v in stats[index])
+            if area >= self.min_pixels:
+                score = min(0.99, 0.5 + 0.4 * area / 400)
+                found.append(Detection("blob", score, (x, y, x + w, y + h), unsafe=True))
+        return found
+
+
+@pytest.fixture
+def blob_guard() -> DetectorGuard:
+    return DetectorGuard("red-blobs", RedBlobDetector(), size=128)
+
+
+def test_the_guard_scores_the_strongest_unsafe_detection(blob_guard: DetectorGuard) -> None:
+    image = red_square_image(size=128, square=(40, 40, 32))
+    probs = scores(blob_guard, [image, np.full_like(image, 90)])
+    assert probs.shape == (2, 2)
+    assert probs[0, 1] > 0.9 and probs[1, 1] < 1e-5
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_its_attribution_is_the_detection_box(blob_guard: DetectorGuard) -> None:
+    image = red_square_image(size=128, square=(40, 40, 32))
+    explainer = make_attribution("fullgrad", blob_guard)  # no gradients: its own map instead
+    heatmap = explainer.attribute(blob_guard.preprocess([image]), 1)[0]
+    assert heatmap.shape == (128, 128) and float(heatmap.max()) == pytest.approx(1.0)
+    assert heatmap[44:68, 44:68].mean() > 0.8 and heatmap[100:, 100:].mean() < 0.05
+    with pytest.raises(ValueError, match="unknown"):
+        make_attribution("no-such-method", blob_guard)
+
+
+def test_the_search_hides_the_blob_until_the_detector_stops(blob_guard: DetectorGuard) -> None:
+    image = red_square_image(size=128, square=(40, 40, 32))
+    # Fill: this toy detector reads colour, which a blur keeps inside a large uniform block.
+    report = safeview.safeguard(image, guard=blob_guard, style="fill")
+    assert report.flagged and report.success and report.fallback is None, report.error
+    assert report.mask is not None and report.image is not None
+    assert report.mask[40:72, 40:72].mean() > 0.5
+    assert report.obfuscated_fraction <= 2.0 * 32 * 32 / 128**2
+    # Verified by the same detector on the output.
+    assert scores(blob_guard, [report.image])[0, 1] < 0.5
+
+
+def test_a_detector_guard_joins_a_policy(tmp_path) -> None:
+    from safeview.guards import register_guard
+    from tests.test_policy import write_policy
+
+    register_guard(
+        "test-red-blobs",
+        lambda device: DetectorGuard("test-red-blobs", RedBlobDetector(), size=128),
+    )
+    policy = write_policy(
+        tmp_path, {"cyberbullying": [{"guard": "test-red-blobs", "category": "unsafe"}]}
+    )
+    image = red_square_image(size=128, square=(40, 40, 32))
+    report = safeview.safeguard(image, policy=str(policy), style="fill")
+    by_id = {c.id: c for c in report.categories}
+    assert by_id["cyberbullying"].flagged and by_id["cyberbullying"].flagged_after is False
+    assert report.success
+
+
+def test_the_module_keeps_the_batch_on_its_device(blob_guard: DetectorGuard) -> None:
+    x = blob_guard.preprocess([red_square_image(size=64)])
+    logits = blob_guard.module(x)
+    assert logits.device == x.device and logits.dtype == torch.float32
+    assert torch.isfinite(logits).all()
