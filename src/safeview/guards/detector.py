@@ -66,7 +66,9 @@ class DetectionMap:
                 _paint(found, detection)
             if found.max() > 0:
                 sigma = 0.01 * max(height, width)
-                found = cv2.GaussianBlur(found, (0, 0), sigmaX=sigma)
+                found = np.asarray(
+                    cv2.GaussianBlur(found, (0, 0), sigmaX=sigma), dtype=np.float32
+                )
                 found /= found.max()
             targets = target if isinstance(target, list) else [target]
             maps.append(found if targets[0] == 1 else 1.0 - found)
@@ -82,8 +84,8 @@ def _paint(canvas: np.ndarray, detection: Detection) -> None:
         mask = np.zeros_like(canvas, dtype=np.uint8)
         cv2.fillConvexPoly(mask, hull, 1)
         pad = max(1, int(0.02 * max(height, width)))
-        mask = cv2.dilate(mask, np.ones((2 * pad + 1, 2 * pad + 1), np.uint8))
-        canvas[mask > 0] = np.maximum(canvas[mask > 0], score)
+        grown = cv2.dilate(mask, np.ones((2 * pad + 1, 2 * pad + 1), np.uint8)) > 0
+        canvas[grown] = np.maximum(canvas[grown], score)
         return
     x0, y0, x1, y1 = detection.box
     x0, x1 = max(0, int(x0)), min(width, int(x1))
