@@ -135,6 +135,10 @@ def test_a_category_that_does_not_flag_is_kept_unflagged(tmp_path: Path) -> None
     assert by_id["sexually_explicit"].flagged and not by_id["violence"].flagged
     assert report.success and by_id["violence"].flagged_after is False
     assert report.forward_passes["attribution"] == 1  # only the flagged judge's map
+    # Candidates are scored by the flagged guard alone; the output by both.
+    passes = report.forward_passes
+    assert passes["classify"] == 2 and passes["verify"] % 2 == 0
+    assert passes["total"] == 2 + 1 + passes["search"] + passes["verify"]
     assert report.guard.name == "red-square"  # the report names the flagged guard
 
 

@@ -323,8 +323,13 @@ class Pipeline:
         loaded, judges, panel = scored.loaded, scored.judges, self.panel
         labels, renderer = segmented.labels, self.renderer
 
+        # Candidates are scored by the guards that flagged; the others read as on the original
+        # (a costly detector that found nothing is not run on every candidate). The output is
+        # verified with every guard, so a candidate that makes another guard flag never passes.
+        active = {panel.index_of(judge.guard) for judge in scored.flagged_judges}
+
         def predict(images: list[np.ndarray]) -> np.ndarray:
-            return panel.score(images)
+            return panel.score(images, only=active, fill=scored.row)
 
         def flagged(probs: np.ndarray, margin: float) -> np.ndarray:
             return any_flagged(judges, probs, margin)
@@ -645,7 +650,12 @@ def _build_report(
             depth=first.depth,
             search_stages=[dict(stage) for stage in first.stages],
             obfuscated_fraction_unpruned=verified.unpruned_fraction,
-            forward_passes=_forward_passes(len(panel.guards), segmented, verified),
+            forward_passes=_forward_passes(
+                len(panel.guards),
+                len({id(judge.guard) for judge in scored.flagged_judges}),
+                segmented,
+                verified,
+            ),
         )
     attribution = options.attribution
     return Report(
@@ -677,13 +687,16 @@ def _build_report(
     )
 
 
-def _forward_passes(guards: int, segmented: Segmented, verified: Verified) -> dict[str, int]:
-    """Forward passes for one input: each image scored counts once per guard of the panel;
+def _forward_passes(
+    guards: int, searching: int, segmented: Segmented, verified: Verified
+) -> dict[str, int]:
+    """Forward passes for one input: each image scored counts once per guard that scored it
+    (the search's candidates: the ``searching`` guards that flagged; the rest: every guard);
     one attribution pass per flagged judge."""
     passes = {
         "classify": guards,
         "attribution": segmented.attributions,
-        "search": verified.search_passes * guards,
+        "search": verified.search_passes * searching,
         "verify": verified.verify_passes * guards,
     }
     passes["total"] = sum(passes.values())

@@ -213,12 +213,34 @@ class GuardPanel:
         """The policy's categories, covered or not (none for a one-guard panel)."""
         return list(self.policy.categories.values()) if self.policy is not None else []
 
-    def score(self, images: list[np.ndarray]) -> np.ndarray:
-        """(B, total): every guard's probabilities for each image, side by side."""
-        return np.concatenate(
-            [scores(guard, images, batch_size=max(len(images), 1)) for guard in self.guards],
-            axis=1,
-        )
+    def score(
+        self,
+        images: list[np.ndarray],
+        *,
+        only: set[int] | None = None,
+        fill: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """(B, total): every guard's probabilities for each image, side by side.
+
+        ``only`` (indices into :attr:`guards`) scores just those guards; the others' columns
+        repeat ``fill`` (a row, e.g. the original image's), as if unchanged. The search uses it
+        to score candidates with the guards that flagged; the output is verified with all."""
+        parts = []
+        for index, guard in enumerate(self.guards):
+            if only is None or index in only:
+                parts.append(scores(guard, images, batch_size=max(len(images), 1)))
+            else:
+                if fill is None:
+                    raise ValueError("score(only=...) needs the fill row for the other guards")
+                width = len(guard.categories)
+                start = self.offsets[index]
+                row = np.atleast_2d(fill)[0, start : start + width]
+                parts.append(np.tile(row, (len(images), 1)))
+        return np.concatenate(parts, axis=1)
+
+    def index_of(self, guard: Guard) -> int:
+        """The position of ``guard`` in :attr:`guards`."""
+        return next(i for i, g in enumerate(self.guards) if g is guard)
 
     def bind(self, probs: np.ndarray) -> list[BoundJudge]:
         """The judges with their targets fixed on the original image's row ``probs``: a named

@@ -66,9 +66,7 @@ class DetectionMap:
                 _paint(found, detection)
             if found.max() > 0:
                 sigma = 0.01 * max(height, width)
-                found = np.asarray(
-                    cv2.GaussianBlur(found, (0, 0), sigmaX=sigma), dtype=np.float32
-                )
+                found = np.asarray(cv2.GaussianBlur(found, (0, 0), sigmaX=sigma), dtype=np.float32)
                 found /= found.max()
             targets = target if isinstance(target, list) else [target]
             maps.append(found if targets[0] == 1 else 1.0 - found)
