@@ -24,7 +24,7 @@ import torch
 
 from safeview.attribution import AttributionMethod, make_attribution
 from safeview.counterfactual import Counterfactual, Rendered, Verified, search_verified
-from safeview.guards import Guard
+from safeview.guards import Guard, heatmap_to_image
 from safeview.io import (
     DEFAULT_MAX_PIXELS,
     ImageSource,
@@ -302,7 +302,9 @@ class Pipeline:
             for judge in flagged:
                 explainer = self.explainer_for(judge.guard)
                 one = explainer.attribute(judge.guard.preprocess([working]), judge.target)[0]
-                one = resize(np.nan_to_num(one.astype(np.float32)), (width, height))
+                one = heatmap_to_image(
+                    judge.guard, np.nan_to_num(one.astype(np.float32)), height, width
+                )
                 maps.append(np.clip(one, 0.0, 1.0))
             heatmap = np.max(maps, axis=0)
         with _timed(timings, "segmentation"):

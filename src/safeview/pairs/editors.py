@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import cv2
 import numpy as np
 
-from safeview.guards import Guard, default_target, scores
+from safeview.guards import Guard, default_target, heatmap_to_image, scores
 from safeview.io import load_image, resize
 from safeview.registry import Registry
 
@@ -77,7 +77,7 @@ def attribution_mask(
     maps = []
     for model, target in pairs:
         heatmap = make_attribution("fullgrad", model).attribute(model.preprocess([pixels]), target)
-        heatmap = resize(heatmap[0].astype(np.float32), (width, height))
+        heatmap = heatmap_to_image(model, heatmap[0].astype(np.float32), height, width)
         peak = float(heatmap.max())
         maps.append(heatmap / peak if len(pairs) > 1 and peak > 0 else heatmap)
     heatmap = np.max(maps, axis=0)

