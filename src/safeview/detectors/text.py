@@ -132,7 +132,7 @@ def visual_lines(pieces: list[Piece], *, max_gap: float = 1.5) -> list[list[Piec
 
     The OCR splits a line where words stand far apart ("GO   DIE" read as "GO" and "DIE"), and
     a phrase split over two pieces would escape the lexicon. Two pieces join when their heights
-    overlap by half the smaller one, their heights differ by less than 1.5x, and the gap between
+    overlap by half the smaller one, their heights differ by less than 2x, and the gap between
     them is at most ``max_gap`` times their mean height. Each line becomes one detection (its
     ``points``: every piece's four corners, ``details["pieces"]``: how many pieces).
     """
@@ -149,7 +149,7 @@ def visual_lines(pieces: list[Piece], *, max_gap: float = 1.5) -> list[list[Piec
             _, ly0, lx1, ly1 = boxes[line[-1]]
             other = ly1 - ly0
             overlap = min(y1, ly1) - max(y0, ly0)
-            similar = max(height, other) < 1.5 * max(min(height, other), 1e-6)
+            similar = max(height, other) < 2.0 * max(min(height, other), 1e-6)
             gap = x0 - lx1
             if (
                 similar
