@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from safeview.threads import available_cores
+from safeview.threads import available_cores, thread_budget
 
 
 def _run(code: str, **env: str) -> dict[str, object]:
@@ -118,3 +118,14 @@ def test_budget_never_goes_below_one_thread(value: int) -> None:
         """
     )
     assert got == {"n": 1, "torch": 1}
+
+
+@pytest.mark.parametrize(("value", "expected"), [("3", 3), ("0", 1), ("many", None), (None, None)])
+def test_thread_budget_reads_the_environment(
+    value: str | None, expected: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if value is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", value)
+    assert thread_budget() == (available_cores() if expected is None else expected)

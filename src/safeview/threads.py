@@ -31,6 +31,20 @@ def available_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
+def thread_budget() -> int:
+    """The compute threads this process may use: ``OMP_NUM_THREADS`` where it is set (as
+    :func:`budget_threads` and a caller's environment set it), else :func:`available_cores`.
+
+    Runtimes that size their own pools (onnxruntime sessions, MediaPipe's XNNPACK delegate) read
+    this when they are built, so a process given one thread runs its detectors on one thread.
+    """
+    value = os.environ.get("OMP_NUM_THREADS", "")
+    try:
+        return max(1, int(value))
+    except ValueError:
+        return available_cores()
+
+
 def budget_threads(n: int | None = None, *, workers: int = 1) -> int:
     """Limit this process's compute threads to ``n`` and return the number set.
 

@@ -8,48 +8,31 @@ has evidence for and says which ones need a vision-language model.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import numpy as np
 
+from safeview.detectors import Detection
 from safeview.rationale.base import Answer, Context, Rationale
 
 
 class Detector(Protocol):
+    """A detector as :mod:`safeview.detectors` defines it; plain dicts with ``label``,
+    ``score`` and ``box`` are accepted as detections too."""
+
     name: str
 
-    def detect(self, pixels: np.ndarray) -> list[dict[str, Any]]:
-        """[{"label", "score", "box": [x0, y0, x1, y1]}] for an RGB image."""
-        ...
+    def detect(self, pixels: np.ndarray) -> Sequence[Detection | dict[str, Any]]: ...
 
 
-class NudeNetDetector:
-    """NudeNet's YOLOv8n body-part detector (ONNX, shipped in the ``nudenet`` package; its
-    repository is AGPL-3.0 while its PyPI metadata says MIT, so it stays behind this adapter)."""
-
-    name = "nudenet"
-
-    def __init__(self, min_score: float = 0.4) -> None:
-        from nudenet import NudeDetector
-
-        self.min_score = min_score
-        self._detector = NudeDetector()
-
-    def detect(self, pixels: np.ndarray) -> list[dict[str, Any]]:
-        bgr = np.ascontiguousarray(pixels[..., ::-1])
-        found = []
-        for item in self._detector.detect(bgr):
-            if float(item["score"]) < self.min_score:
-                continue
-            x, y, w, h = (int(v) for v in item["box"])
-            found.append(
-                {
-                    "label": str(item["class"]),
-                    "score": round(float(item["score"]), 3),
-                    "box": [x, y, x + w, y + h],
-                }
-            )
-        return found
+def evidence_item(found: Detection | dict[str, Any]) -> dict[str, Any]:
+    """A detection as the rationale's evidence (a JSON-ready dict)."""
+    if isinstance(found, Detection):
+        return found.to_dict()
+    item = dict(found)
+    item["box"] = [int(v) for v in item["box"]]
+    return item
 
 
 def position_in_words(box: list[int], width: int, height: int) -> str:
@@ -74,8 +57,10 @@ class GroundedBackend:
 
     def detector(self) -> Detector | None:
         if self._detector is None and self._detector_spec == "nudenet":
+            from safeview.detectors import make_detector
+
             try:
-                self._detector = NudeNetDetector()
+                self._detector = make_detector("nudenet")
             except ImportError:
                 self._detector_spec = None
         return self._detector
@@ -91,11 +76,17 @@ class GroundedBackend:
         policy = context.policy
         height, width = context.pixels.shape[:2]
         detector = self.detector()
-        evidence = detector.detect(context.pixels) if detector is not None else []
+        found = detector.detect(context.pixels) if detector is not None else []
+        evidence = [evidence_item(item) for item in found]
         for item in evidence:
             item["position"] = position_in_words(item["box"], width, height)
             item["name"] = policy.detector_labels.get(item["label"], item["label"].lower())
-            item["unsafe"] = item["label"] in policy.unsafe_detector_labels
+            # The policy decides for the labels it names (NudeNet's); other detectors' own
+            # verdicts (the gesture rule, the lexicon) stand.
+            if item["label"] in policy.detector_labels:
+                item["unsafe"] = item["label"] in policy.unsafe_detector_labels
+            else:
+                item["unsafe"] = bool(item.get("unsafe", False))
         sentences = []
         top = context.top()
         category = top.category if top is not None else None
