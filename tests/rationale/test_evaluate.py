@@ -73,7 +73,9 @@ def test_cli_eval_and_explain_offline(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "| sexually_explicit | grounded | no | 4 |" in result.stdout
     image = folder / "sexually_explicit" / "0.png"
-    result = runner.invoke(app, ["explain", str(image), "--questions", "--json"])
+    result = runner.invoke(
+        app, ["explain", str(image), "--questions", "--json", "--guard", "open-nsfw"]
+    )
     assert result.exit_code == 0, result.output
     rationale: dict[str, Any] = json.loads(result.stdout)
     assert rationale["backend"] == "grounded" and rationale["model"] == "nudenet"
