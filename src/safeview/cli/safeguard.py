@@ -211,7 +211,7 @@ def safeguard(
         typer.Option(
             "--video-option",
             help="Videos: KEY=VALUE, repeatable: sample_every (5), key_every (8), verify_every "
-            "(4), cut_threshold (0.4), rekey (2), flow (dis|farneback), crf (18), preset, "
+            "(1), cut_threshold (0.25), rekey (2), flow (dis|farneback), crf (18), preset, "
             "max_duration (s), max_frames, max_frame_pixels.",
         ),
     ] = None,

@@ -31,16 +31,19 @@ class VideoOptions:
     cut_threshold:
         A scene cut is a frame whose colour histogram differs from the previous frame's by more
         than this (total variation distance, 0 to 1). Cuts are sampled, start key frames, and
-        stop masks from being tracked across them. 1 turns detection off.
+        stop masks from being tracked across them (a false cut only costs key frames). 1 turns
+        detection off.
     key_every:
         Within a flagged span, the image pipeline's search runs on every K-th frame (and on the
         span's first and last frame and either side of a cut); the mask follows the content in
         between. Smaller is safer and slower (a search costs about 10-100 forward passes).
     verify_every:
-        Within a flagged span, every V-th output frame (and every key frame) is scored again by
-        every guard before it is encoded; a frame that still flags becomes a key frame, and a
-        stretch that still flags after ``rekey`` rounds is blurred whole (fail closed).
-        1 verifies every output frame.
+        Within a flagged span, every V-th output frame (default 1: every one) and every key
+        frame is scored again by every guard before it is encoded, and again once encoded. A
+        frame that still flags becomes a key frame (and every frame of its stretch is verified
+        from then on); a stretch that still flags after ``rekey`` rounds is blurred whole (fail
+        closed). Larger is faster (a forward pass per guard and verified frame, twice) but
+        leaves the frames in between unchecked.
     rekey:
         Rounds of adding still-flagged frames as key frames before falling back.
     flow:
@@ -64,9 +67,9 @@ class VideoOptions:
     """
 
     sample_every: int = 5
-    cut_threshold: float = 0.4
+    cut_threshold: float = 0.25
     key_every: int = 8
-    verify_every: int = 4
+    verify_every: int = 1
     rekey: int = 2
     flow: FlowMethod = "dis"
     flow_size: int = 320

@@ -209,10 +209,12 @@ class _SpanRun:
                         emit, f"the search found no flip on key frame {failed[0]}"
                     )
             outputs = self._render(frames, sorted(positions), len(emit))
+            # Once a tracked frame of this stretch has flagged, the flow is not to be trusted
+            # here: every frame of it is verified from then on.
+            every = 1 if round_ else options.verify_every
             check = [
                 i for i, item in enumerate(outputs)
-                if (item.frame.index - self.span.start) % options.verify_every == 0
-                or i in positions
+                if (item.frame.index - self.span.start) % every == 0 or i in positions
             ]  # fmt: skip
             rows = owner.score([outputs[i].pixels for i in check])
             flags = any_flagged(self.judges, rows) if len(rows) else np.zeros(0, bool)
@@ -299,7 +301,7 @@ class _SpanRun:
         for item in outputs:
             assert item.mask is not None
             stats.fractions.append(float(item.mask.mean()))
-            small = self.owner.tracker.shrink(item.mask) > 0
+            small = self.owner.tracker.nearest(item.mask)
             if self._previous_small is not None:
                 iou = mask_iou(self._previous_small, small)
                 if iou is not None:

@@ -74,6 +74,11 @@ class MaskTracker:
             cv2.resize(mask.astype(np.float32), self.size, interpolation=cv2.INTER_AREA)
         )
 
+    def nearest(self, mask: np.ndarray) -> np.ndarray:
+        """A full-size boolean mask at the small size, by nearest neighbour (cheap)."""
+        small = cv2.resize(mask.view(np.uint8), self.size, interpolation=cv2.INTER_NEAREST)
+        return np.asarray(small).astype(bool)
+
     def warp(self, coverage: np.ndarray, flow: np.ndarray) -> np.ndarray:
         """Carry ``coverage`` (of frame B) to frame A, given ``flow`` = where each pixel of A is
         found in B (:meth:`flow` ``(A, B)``)."""
