@@ -200,7 +200,7 @@ def run_clip(
     pipeline.panel  # noqa: B018 - load the guards before the clock starts
     masks: dict[int, np.ndarray | None] = {}
 
-    def on_frame(index: int, mask: np.ndarray | None) -> None:
+    def on_frame(index: int, pixels: np.ndarray | None, mask: np.ndarray | None) -> None:
         masks[index] = None if mask is None else mask[::4, ::4].copy()
 
     out = folder / f"out-{path.name}"

@@ -421,27 +421,32 @@ def _process_video(
     """Safeguard one video: ``OUT/NAME.mp4`` (written atomically by the video pipeline) and its
     report; on any failure nothing of it stays (the video is written through a temporary file
     that is removed, the report is removed again)."""
+    from safeview.io import encode_image
     from safeview.video.pipeline import VideoPipeline, VideoSearchFailedError
+    from safeview.video.viz import StripFrames, strip
 
     assert job.source is not None
     written: list[Path] = []
     video_path: Path | None = None
     try:
-        video_path, report_path, _ = output_paths(out, job, output_extension(job.source))
+        video_path, report_path, viz_path = output_paths(out, job, output_extension(job.source))
         for target in (video_path, report_path):
             if target.exists() and os.path.samefile(target, job.source):
                 raise ImageInputError(f"{job.name}: output {target} would overwrite the input")
+        frames = StripFrames() if viz else None
         try:
             report = VideoPipeline(pipeline.options).safeguard(
-                job.source, video_path, name=job.name, progress=progress
+                job.source, video_path, name=job.name, progress=progress, on_frame=frames
             )
         except VideoSearchFailedError as failed:
             if video_path.is_file() and not os.path.islink(video_path):
                 video_path.unlink()  # an earlier run's output must not sit beside "failed"
             return Outcome(job, failed_record(job, _one_line(f"{failed} (nothing written)")))
         written.append(video_path)
-        if viz:
-            report.warnings.append("--viz draws no picture for videos yet")
+        if frames is not None:
+            picture = encode_image(strip(report, frames), "PNG")
+            _write(job, viz_path, picture, written)
+            report.visualization = str(viz_path)
         _write(job, report_path, (report.to_json() + "\n").encode(), written)
     except Exception as exc:  # one input must never take the batch down
         for path in written:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -66,11 +67,16 @@ def test_the_command_line_writes_the_clip_and_its_report(folder: Path, tmp_path:
     out = tmp_path / "out"
     result = runner.invoke(
         app, ["safeguard", str(clip), "--guard", GUARD, "-o", str(out), "--json",
-              "--video-option", "key_every=6"],
+              "--video-option", "key_every=6", "--viz"],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in out.iterdir()) == ["clip.json", "clip.mp4", "manifest.jsonl"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "clip.json", "clip.mp4", "clip.viz.png", "manifest.jsonl",
+    ]  # fmt: skip
+    strip = np.asarray(Image.open(out / "clip.viz.png"))
+    assert strip.shape[0] > 120 and strip.shape[1] > 4 * 200  # a caption over 8 frames
     report = json.loads(result.stdout)
+    assert report["visualization"] == str(out / "clip.viz.png")
     assert report["video"]["frames"] == 30 and report["video"]["audio"] == "none"
     assert report["output"] == str(out / "clip.mp4") and report["success"]
 

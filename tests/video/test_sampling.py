@@ -25,6 +25,15 @@ def test_a_change_of_picture_is_a_cut_and_a_steady_shot_is_not() -> None:
     )
     assert histogram_distance(red, red) == 0.0 and histogram_distance(red, blue) > 0.4
     assert [detector.is_cut(h) for h in (red, similar, blue, blue)] == [False, False, True, False]
+    # An abrupt change well above the shot's own changes is a cut even under the threshold.
+    steady = CutDetector(0.4)
+    shot = [_mix(red, blue, 0.02 * (i % 2)) for i in range(6)]
+    assert not any(steady.is_cut(h) for h in shot)
+    assert steady.is_cut(_mix(red, blue, 0.3)) and not steady.is_cut(_mix(red, blue, 0.31))
+
+
+def _mix(a: np.ndarray, b: np.ndarray, share: float) -> np.ndarray:
+    return (1 - share) * a + share * b
 
 
 def test_spans_extend_to_the_neighbouring_samples_but_not_back_across_a_cut() -> None:

@@ -34,7 +34,7 @@ def test_the_moving_square_is_hidden_on_every_frame_and_the_rest_is_kept(
     out = tmp_path / "out" / "clip.mp4"
     seen: dict[int, np.ndarray | None] = {}
     report = VideoPipeline(guard=guard, working_size=96).safeguard(
-        source, out, on_frame=lambda index, mask: seen.__setitem__(index, mask)
+        source, out, on_frame=lambda index, pixels, mask: seen.__setitem__(index, mask)
     )
 
     written, after = read_clip(out)

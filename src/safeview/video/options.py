@@ -73,7 +73,7 @@ class VideoOptions:
     rekey: int = 2
     flow: FlowMethod = "dis"
     flow_size: int = 320
-    track_margin: float = 0.01
+    track_margin: float = 0.005
     audio: AudioMode = "drop"
     crf: int = 18
     preset: str = "veryfast"

@@ -58,8 +58,9 @@ from safeview.video.tracking import MaskTracker, mask_iou, propagate
 
 #: ``progress(stage, done, total)``; ``total`` is 0 when the header does not say.
 Progress = Callable[[str, int, int], None]
-#: ``on_frame(index, mask)``: each output frame's mask as it is written (None: unchanged).
-OnFrame = Callable[[int, "np.ndarray | None"], None]
+#: ``on_frame(index, pixels, mask)``: each output frame as it is written: in a flagged span its
+#: obfuscated pixels and mask, elsewhere (None, None): the frame as it was.
+OnFrame = Callable[[int, "np.ndarray | None", "np.ndarray | None"], None]
 
 _CONTAINER_NAMES = {"mov,mp4,m4a,3gp,3g2,mj2": "MP4", "matroska,webm": "MATROSKA", "avi": "AVI"}
 
@@ -542,12 +543,12 @@ class VideoPipeline:
             if run is None or frame.index < run.span.start:
                 writer.write_frame(frame)
                 if on_frame is not None:
-                    on_frame(frame.index, None)
+                    on_frame(frame.index, None, None)
             else:
                 for item in run.feed(frame):
                     writer.write(item.pixels, item.frame.pts)
                     if on_frame is not None:
-                        on_frame(item.frame.index, item.mask)
+                        on_frame(item.frame.index, item.pixels, item.mask)
             if progress is not None:
                 progress("obfuscating", frame.index + 1, analysis.frames)
         if count != analysis.frames:

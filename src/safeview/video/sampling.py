@@ -9,6 +9,7 @@ are treated as unsafe), but never back across the cut that starts its shot.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,17 +22,32 @@ def histogram_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 class CutDetector:
-    """Feed each frame's histogram in order; :meth:`is_cut` says whether it starts a new shot."""
+    """Feed each frame's histogram in order; :meth:`is_cut` says whether it starts a new shot.
 
-    def __init__(self, threshold: float) -> None:
+    A cut is a histogram distance to the previous frame above ``threshold``, or an abrupt one:
+    above a third of it and five times the largest distance of the last ``window`` frames (two
+    shots with similar colours still differ far more than consecutive frames of one shot).
+    """
+
+    def __init__(self, threshold: float, window: int = 12) -> None:
         self.threshold = threshold
         self._previous: np.ndarray | None = None
+        self._recent: deque[float] = deque(maxlen=window)
 
     def is_cut(self, histogram: np.ndarray) -> bool:
         previous, self._previous = self._previous, histogram
         if previous is None:
             return False
-        return histogram_distance(previous, histogram) > self.threshold
+        distance = histogram_distance(previous, histogram)
+        recent = max(self._recent, default=0.0)
+        cut = distance > self.threshold or (
+            len(self._recent) >= 3 and distance > self.threshold / 3 and distance > 5 * recent
+        )
+        if cut:
+            self._recent.clear()
+        else:
+            self._recent.append(distance)
+        return cut
 
 
 @dataclass(frozen=True)
