@@ -97,8 +97,9 @@ class VideoSpan:
 
     ``categories`` are the categories its samples flagged; ``scores_before`` the highest scores of
     its flagged samples, ``scores_after`` the highest of its verified output frames.
-    ``key_frames`` are where the image pipeline's search ran (``rekeyed``: those added because a
-    tracked frame still flagged; ``searches_failed``: keys whose search found no flip).
+    ``key_frames`` are where the image pipeline's search ran (``regions``: what it chose on each;
+    ``rekeyed``: keys added because a tracked frame still flagged; ``searches_failed``: keys whose
+    search found no flip).
     ``verification``: ``frames`` output frames scored before encoding and ``flagged`` of them still
     flagged in the end; ``encoded_frames``/``encoded_flagged`` the same frames decoded from the
     written file. ``fallback`` is ``"blur-all"`` when some frames were blurred whole (fail closed),
@@ -115,6 +116,9 @@ class VideoSpan:
     scores_before: dict[str, float] = field(default_factory=dict)
     scores_after: dict[str, float] | None = None
     key_frames: list[int] = field(default_factory=list)
+    #: Per key frame: ``frame``, ``time``, ``flagged``, ``flipped``, ``regions`` (chosen by the
+    #: search), their union ``bbox`` [x0, y0, x1, y1], ``obfuscated_fraction``, ``forward_passes``.
+    regions: list[dict[str, Any]] = field(default_factory=list)
     rekeyed: list[int] = field(default_factory=list)
     searches_failed: list[int] = field(default_factory=list)
     obfuscated_fraction: float = 0.0

@@ -104,3 +104,19 @@ def test_videos_are_recognised_by_extension_or_by_their_container(
     text = tmp_path / "notes.bin"
     text.write_text("hello")
     assert not is_video_path(text) and not is_video_path(tmp_path / "photo.jpg")
+
+
+def test_a_codec_outside_the_allowlist_is_refused(tmp_path: Path) -> None:
+    import av
+
+    path = tmp_path / "png-frames.mov"
+    with av.open(str(path), "w", format="mov") as container:
+        stream = container.add_stream("png", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 16, "rgb24"
+        for pixels in moving_square_frames(3, height=16, width=32, side=4):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    with pytest.raises(UnsupportedVideoError, match="unsupported video codec png"):
+        probe_video(path)

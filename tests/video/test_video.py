@@ -51,6 +51,9 @@ def test_the_moving_square_is_hidden_on_every_frame_and_the_rest_is_kept(
     assert span.start_time == pytest.approx(0.24) and span.end_time == pytest.approx(1.2)
     assert span.success and span.fallback is None and span.categories == ["unsafe"]
     assert span.key_frames[0] == 6 and span.key_frames[-1] == 29
+    assert [entry["frame"] for entry in span.regions] == span.key_frames
+    flipped = [entry for entry in span.regions if entry["flagged"]]
+    assert flipped and all(e["flipped"] and e["regions"] >= 1 and e["bbox"] for e in flipped)
     assert span.verification["frames"] >= 6 and span.verification["flagged"] == 0
     assert span.verification["encoded_frames"] == span.verification["frames"]
     assert span.verification["encoded_flagged"] == 0

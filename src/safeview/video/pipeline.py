@@ -137,6 +137,7 @@ class _Output:
 @dataclass
 class _SpanStats:
     keys: set[int] = field(default_factory=set)
+    key_regions: list[dict[str, Any]] = field(default_factory=list)
     rekeyed: list[int] = field(default_factory=list)
     searches_failed: list[int] = field(default_factory=list)
     fractions: list[float] = field(default_factory=list)
@@ -256,6 +257,22 @@ class _SpanRun:
             seconds=time.perf_counter() - started,
         )
         self.stats.keys.add(frame.index)
+        boxes = [region.bbox for region in report.regions]
+        self.stats.key_regions.append(
+            {
+                "frame": frame.index,
+                "time": round(frame.time, 6),
+                "flagged": report.flagged,
+                "flipped": report.success,
+                "regions": len(boxes),
+                "bbox": [
+                    min(b[0] for b in boxes), min(b[1] for b in boxes),
+                    max(b[2] for b in boxes), max(b[3] for b in boxes),
+                ] if boxes else None,
+                "obfuscated_fraction": report.obfuscated_fraction,
+                "forward_passes": report.forward_passes.get("total", 0),
+            }
+        )  # fmt: skip
         owner.timings["search"] = owner.timings.get("search", 0.0) + time.perf_counter() - started
 
     def _result(self, frame: Frame) -> _Key:
@@ -743,6 +760,7 @@ class VideoPipeline:
             scores_before=before,
             scores_after=after,
             key_frames=sorted(stats.keys),
+            regions=sorted(stats.key_regions, key=lambda entry: entry["frame"]),
             rekeyed=sorted(stats.rekeyed),
             searches_failed=sorted(stats.searches_failed),
             obfuscated_fraction=round(float(np.mean(fractions)), 6),
