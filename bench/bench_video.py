@@ -10,11 +10,12 @@ image is saturated red); photographs it flags on their own are not used. Three c
 - ``mixed``: 6 shots, safe and unsafe in turn (cuts between safe and unsafe shots);
 - ``unsafe``: 5 shots, the symbol in every frame (everything is a flagged span).
 
-Measured for each clip, with the library's defaults (sample every 5th frame, key frames every
-8th, verify every 4th, bass-guided coarse-to-fine search on the key frames, DIS flow):
-frames per second end to end (decode, analyse, search, track, render, verify, encode, check the
-encoded output); a **full check** of the written file (the guard on every output frame: frames
-where the symbol is still detected); the obfuscated fraction per frame and the temporal stability
+Measured for each clip, with the library's defaults (sample every 5th frame, key frames every 8th,
+verify every 4th, bass-guided coarse-to-fine search on the key frames, DIS flow): frames per second
+end to end (decode, analyse, search, track, render, verify, encode, check the encoded output), in
+wall time and per CPU-second of the process (load on the machine shows in the first, hardly in the
+second); a **full check** of the written file (the guard on every output frame: frames where the
+symbol is still detected); the obfuscated fraction per frame and the temporal stability
 (intersection over union of consecutive frames' masks). On the unsafe clip the image pipeline is
 also run on each of the first ``--image-frames`` frames on its own (the same options), for its
 obfuscated fraction and stability on the same frames. A last row times the safe clip with the
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -204,9 +206,10 @@ def run_clip(
         masks[index] = None if mask is None else mask[::4, ::4].copy()
 
     out = folder / f"out-{path.name}"
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     report = pipeline.safeguard(path, out, on_frame=on_frame)
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
     assert report.video is not None
     frames = report.video.frames
     span_frames = sum(s.end_frame - s.start_frame + 1 for s in report.video.spans)
@@ -215,6 +218,10 @@ def run_clip(
         "frames": frames,
         "seconds": round(seconds, 2),
         "fps": round(frames / seconds, 1),
+        # Frames per CPU-second of this process (all its threads): what one core does, whatever
+        # else runs on the machine; two idle cores do at least this much.
+        "fps_cpu": round(frames / cpu_seconds, 1),
+        "load_average": round(os.getloadavg()[0], 2),
         "span_frames": span_frames,
         "symbol_frames": int(sum(present)),
         "spans": len(report.video.spans),
@@ -356,11 +363,12 @@ def main() -> None:
                 results.append(row)
     print(
         "| clip | size | frames | flagged-span frames | cuts | keys | fps end to end "
-        "| fps in spans | verified (still flagged) | frames with symbol (source detected) "
+        "| fps per CPU second | load | fps in spans | verified (still flagged) "
+        "| frames with symbol (source detected) "
         "| output frames detected (full check) | blurred whole | obfuscated per symbol frame "
         "| mask IoU |"
     )
-    print("|---" * 14 + "|")
+    print("|---" * 16 + "|")
     for r in results:
         detected = r.get("still_detected")
         full_check = (
@@ -369,7 +377,8 @@ def main() -> None:
         area = r.get("obfuscated_symbol_frames")
         print(
             f"| {r['clip']} | {r['size']} | {r['frames']} | {r['span_frames']} | {r['cuts']} | "
-            f"{r['key_frames']} | {r['fps']} | {r.get('span_fps', '-')} | "
+            f"{r['key_frames']} | {r['fps']} | {r['fps_cpu']} | {r['load_average']} | "
+            f"{r.get('span_fps', '-')} | "
             f"{r['verified']} ({r['verified_flagged']}; encoded {r['encoded_flagged']}) | "
             f"{r['symbol_frames']} ({r.get('source_flagged', '-')}) | {full_check} | "
             f"{r['blurred_whole']} | "

@@ -177,11 +177,20 @@ class _SpanRun:
         self.buffer.append(frame)
         if frame.index == self.span.end:
             outputs, self.buffer = self._chunk(self.buffer, last=True), []
+            self._forget(frame.index + 1)
             return outputs
         if frame.index in self.keys and len(self.buffer) > 1:
             outputs, self.buffer = self._chunk(self.buffer, last=False), [frame]
+            self._forget(frame.index)
             return outputs
         return []
+
+    def _forget(self, first: int) -> None:
+        """Drop what was kept for frames before ``first`` (keys' masks and images, small frames,
+        flow fields): memory stays bounded by one stretch, whatever the span's length."""
+        self.results = {i: r for i, r in self.results.items() if i >= first}
+        self.greys = {i: g for i, g in self.greys.items() if i >= first}
+        self.flows = {k: f for k, f in self.flows.items() if min(k) >= first}
 
     # -- one stretch between two keys ---------------------------------------------------------
 
