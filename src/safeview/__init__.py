@@ -4,6 +4,7 @@
     >>> report = safeview.safeguard("photo.jpg")          # open_nsfw guard, FullGrad, SLIC, blur
     >>> report.success, report.obfuscated_fraction
     >>> safeview.classify("photo.jpg").scores_before
+    >>> safeview.safeguard_video("clip.mp4", "out/clip.mp4").video.spans   # flagged spans
 
 Heavy dependencies (torch models, scikit-image) load on first use.
 """
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from safeview.rationale import Rationale, explain
     from safeview.report import SCHEMA_VERSION, Region, Report
     from safeview.segmentation import segment
+    from safeview.video import classify_video, safeguard_video
 
 _EXPORTS = {
     "safeguard": "safeview.pipeline",
@@ -31,6 +33,8 @@ _EXPORTS = {
     "SafeguardOptions": "safeview.options",
     "load_guard": "safeview.guards",
     "segment": "safeview.segmentation",
+    "safeguard_video": "safeview.video",
+    "classify_video": "safeview.video",
     "explain": "safeview.rationale",
     "Rationale": "safeview.rationale",
     "load_image": "safeview.io",
@@ -60,9 +64,11 @@ __all__ = [
     "SearchFailedError",
     "__version__",
     "classify",
+    "classify_video",
     "explain",
     "load_guard",
     "load_image",
     "safeguard",
+    "safeguard_video",
     "segment",
 ]

@@ -21,6 +21,11 @@ rerun with other settings (guard, threshold, style, ``--viz``, ...) redoes the i
 with different settings, replacing their outputs: what is in the folder always matches the options
 of the last run, as its manifest says.
 
+Videos (by extension in a folder walk; by extension or container signature for a file given
+directly) are safeguarded by :class:`safeview.video.VideoPipeline` with the same options:
+``OUT/NAME.mp4`` (``.mkv`` for Matroska sources) and ``OUT/NAME.json``, written atomically, in
+the same manifest, resumed the same way.
+
 Failures are per input: an unreadable file, a decoder error, a guard or search that raises, or an
 output that cannot be written (read-only or full folder) fails that input alone with a line naming
 it; nothing it wrote stays behind (the image is written last and removed again on failure). Only
@@ -40,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from safeview.files import walk_images
 from safeview.io import OUTPUT_EXTENSIONS, ImageInputError
+from safeview.video.formats import VIDEO_OUTPUT_EXTENSIONS, is_video_path, output_extension
 
 if TYPE_CHECKING:
     from safeview.options import SafeguardOptions
@@ -48,7 +54,11 @@ if TYPE_CHECKING:
 MANIFEST = "manifest.jsonl"
 TEMP_PREFIX = ".safeview-"
 #: Everything a job may write beside its stem: the image (any output extension), report, picture.
-OUTPUT_SUFFIXES = (*sorted(OUTPUT_EXTENSIONS), ".json", ".viz.png")
+OUTPUT_SUFFIXES = (
+    *sorted(OUTPUT_EXTENSIONS | VIDEO_OUTPUT_EXTENSIONS), ".json", ".viz.png",
+)  # fmt: skip
+#: ``progress(stage, done, total)`` while a long input (a video) is worked on.
+Progress = Callable[[str, int, int], None]
 #: Options that do not change what is written (so a rerun with other values redoes nothing).
 _NEUTRAL_OPTIONS = frozenset({"device", "batch_size"})
 
@@ -134,9 +144,12 @@ def collect(
     for raw in inputs:
         path = Path(raw)
         if path.is_dir():
-            found = [(entry.path, entry.is_symlink) for entry in walk_images(path, skip=skip)]
+            found = [
+                (entry.path, entry.is_symlink)
+                for entry in walk_images(path, skip=skip, videos=True)
+            ]
             if not found:
-                errors.append(f"{raw}: no images found in directory")
+                errors.append(f"{raw}: no images found in directory (nor videos)")
             for item, is_link in found:
                 key = item.relative_to(path).as_posix()
                 job = Job(key, item, str(item))
@@ -345,6 +358,7 @@ def process(
     options: Pipeline | SafeguardOptions | Mapping[str, Any],
     viz: bool,
     data: bytes | None = None,
+    progress: Progress | None = None,
 ) -> Outcome:
     """Safeguard one job and write its files; every failure becomes a failed record.
 
@@ -358,6 +372,8 @@ def process(
     if job.error:
         return Outcome(job, failed_record(job, job.error))
     pipeline = pipeline_of(options)
+    if data is None and job.source is not None and is_video_path(job.source):
+        return _process_video(job, out, pipeline, viz, progress)
     written: list[Path] = []
     image_path: Path | None = None
     try:
@@ -387,6 +403,51 @@ def process(
             _write(job, image_path, report.encoded, written)
         elif image_path.is_file() and not os.path.islink(image_path):
             image_path.unlink()  # an earlier run's image must not sit beside this "failed" line
+    except Exception as exc:  # one input must never take the batch down
+        for path in written:
+            with contextlib.suppress(OSError):
+                path.unlink()
+        named = isinstance(exc, (ImageInputError, _WriteError)) or (
+            isinstance(exc, (ValueError, OSError)) and job.name in str(exc)
+        )
+        message = str(exc) if named else f"{job.name}: {type(exc).__name__}: {exc}"
+        return Outcome(job, failed_record(job, _one_line(message)))
+    return Outcome(job, _record(job, report, report_path), report)
+
+
+def _process_video(
+    job: Job, out: Path, pipeline: Pipeline, viz: bool, progress: Progress | None
+) -> Outcome:
+    """Safeguard one video: ``OUT/NAME.mp4`` (written atomically by the video pipeline) and its
+    report; on any failure nothing of it stays (the video is written through a temporary file
+    that is removed, the report is removed again)."""
+    from safeview.io import encode_image
+    from safeview.video.pipeline import VideoPipeline, VideoSearchFailedError
+    from safeview.video.viz import StripFrames, strip
+
+    assert job.source is not None
+    written: list[Path] = []
+    video_path: Path | None = None
+    try:
+        video_path, report_path, viz_path = output_paths(out, job, output_extension(job.source))
+        for target in (video_path, report_path):
+            if target.exists() and os.path.samefile(target, job.source):
+                raise ImageInputError(f"{job.name}: output {target} would overwrite the input")
+        frames = StripFrames() if viz else None
+        try:
+            report = VideoPipeline(pipeline.options).safeguard(
+                job.source, video_path, name=job.name, progress=progress, on_frame=frames
+            )
+        except VideoSearchFailedError as failed:
+            if video_path.is_file() and not os.path.islink(video_path):
+                video_path.unlink()  # an earlier run's output must not sit beside "failed"
+            return Outcome(job, failed_record(job, _one_line(f"{failed} (nothing written)")))
+        written.append(video_path)
+        if frames is not None:
+            picture = encode_image(strip(report, frames), "PNG")
+            _write(job, viz_path, picture, written)
+            report.visualization = str(viz_path)
+        _write(job, report_path, (report.to_json() + "\n").encode(), written)
     except Exception as exc:  # one input must never take the batch down
         for path in written:
             with contextlib.suppress(OSError):
@@ -442,8 +503,10 @@ def run_local(
     options: Pipeline | SafeguardOptions | Mapping[str, Any],
     viz: bool,
     on_done: Callable[[Outcome], None] | None = None,
+    on_progress: Progress | None = None,
 ) -> list[Outcome]:
     """Process ``jobs`` one by one in this process, resuming from ``OUT/manifest.jsonl``.
+    ``on_progress`` follows the frames of each video.
 
     Raises :class:`OutputFolderError` when the manifest cannot be written (a read-only output
     folder, a full disk): with nowhere to record results, going on would only waste work.
@@ -470,7 +533,7 @@ def run_local(
         else:
             changed = already_done(before)  # done, but with other settings or another file
             stamp = source_stamp(job)  # before processing: an edit meanwhile redoes it next time
-            outcome = process(job, out, pipeline, viz)
+            outcome = process(job, out, pipeline, viz, progress=on_progress)
             outcome.record["settings"] = settings
             outcome.record["source"] = stamp
             if changed:

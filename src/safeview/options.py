@@ -53,9 +53,15 @@ class SafeguardOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     rationale: str | None = None
     rationale_options: dict[str, Any] = field(default_factory=dict)
+    #: Clips only: sampling, tracking, verification, audio, encoding and caps
+    #: (:class:`safeview.video.VideoOptions`).
+    video_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("segmenter_options", "search_options", "style_options", "rationale_options"):
+        for name in (
+            "segmenter_options", "search_options", "style_options", "rationale_options",
+            "video_options",
+        ):  # fmt: skip
             value = getattr(self, name)
             if value is None:
                 value = {}
@@ -92,6 +98,7 @@ class SafeguardOptions:
             from safeview.rationale import RATIONALES
 
             RATIONALES.check_options(self.rationale, self.rationale_options)
+        self.make_video_options()
 
     def _validate_policy(self) -> None:
         if self.policy is None:
@@ -162,6 +169,12 @@ class SafeguardOptions:
         from safeview.counterfactual import make_search
 
         return make_search(self.search, **self.search_settings())
+
+    def make_video_options(self) -> Any:
+        """The :class:`safeview.video.VideoOptions` of ``video_options`` (validated)."""
+        from safeview.video.options import VideoOptions
+
+        return VideoOptions.from_mapping(self.video_options)
 
     def make_renderer(self) -> Any:
         from safeview.render import make_renderer

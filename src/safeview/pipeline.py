@@ -241,6 +241,11 @@ class Pipeline:
             best[judge.category] = max(best.get(judge.category, 0.0), value)
         return best
 
+    def scores_of(self, judges: list[BoundJudge], row: np.ndarray) -> dict[str, float]:
+        """A panel row in the report's form (``scores_before``/``scores_after``): one guard's
+        categories, or a policy's categories with each one's highest judge score."""
+        return self._score_dict(judges, primary(judges, row), row)
+
     def classify(self, image: ImageSource | LoadedImage, *, name: str | None = None) -> Report:
         """Score ``image`` with the guard; the Report carries the scores and whether it is
         flagged."""
@@ -257,7 +262,7 @@ class Pipeline:
             style="blur",
             timings=timings,
             policy=self.panel.policy.name if self.panel.policy is not None else None,
-            categories=_category_results(self.panel, scored, None),
+            categories=_category_results(self.panel, scored.judges, scored.row, None),
         )
 
     def safeguard(self, image: ImageSource | LoadedImage, *, name: str | None = None) -> Report:
@@ -586,23 +591,23 @@ def _check_finite(panel: GuardPanel, row: np.ndarray) -> None:
 
 
 def _category_results(
-    panel: GuardPanel, scored: Scored, after: np.ndarray | None
+    panel: GuardPanel, bound: list[BoundJudge], row: np.ndarray, after: np.ndarray | None
 ) -> list[CategoryResult]:
-    """Each category of the policy: its judges' scores before and after, flagged or not, or
-    not covered (no guard judges it). Empty for a single guard."""
+    """Each category of the policy: its judges' scores before (``row``) and after, flagged or
+    not, or not covered (no guard judges it). Empty for a single guard."""
     if panel.policy is None:
         return []
     results = []
     for category in panel.categories:
-        judges = [judge for judge in scored.judges if judge.category == category.id]
+        judges = [judge for judge in bound if judge.category == category.id]
         entries = []
         for judge in judges:
             entry: dict[str, Any] = {
                 "guard": judge.guard.name,
                 "category": judge.guard_category,
                 "threshold": judge.threshold,
-                "score_before": round(float(judge.score(scored.row)[0]), 6),
-                "flagged_before": bool(judge.flags(scored.row)[0]),
+                "score_before": round(float(judge.score(row)[0]), 6),
+                "flagged_before": bool(judge.flags(row)[0]),
             }
             if after is not None:
                 entry["score_after"] = round(float(judge.score(after)[0]), 6)
@@ -664,7 +669,7 @@ def _build_report(
         input=_input_info(scored.loaded),
         guard=_guard_info(scored.model, scored.target, scored.lead.threshold),
         policy=panel.policy.name if panel.policy is not None else None,
-        categories=_category_results(panel, scored, outcome.row_after),
+        categories=_category_results(panel, scored.judges, scored.row, outcome.row_after),
         flagged=scored.flagged,
         scores_before=scored.scores_before,
         scores_after=outcome.scores_after,

@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 #: Versions :meth:`Report.from_dict` reads (1.1 added ``rationale``; 1.2 ``search``,
-#: ``search_stages`` and ``forward_passes``; 1.3 ``policy`` and ``categories``).
-READABLE_VERSIONS = frozenset({"1.0", "1.1", "1.2", "1.3"})
+#: ``search_stages`` and ``forward_passes``; 1.3 ``policy`` and ``categories``; 1.4 ``video``,
+#: null for an image).
+READABLE_VERSIONS = frozenset({"1.0", "1.1", "1.2", "1.3", "1.4"})
 
 
 @dataclass
@@ -77,6 +78,102 @@ class Region:
 
 
 @dataclass
+class VideoSegment:
+    """A stretch of a clip and the highest scores of the samples in it (``classify``): runs of
+    samples with the same verdict, within one shot. Times in seconds, ``end_time`` exclusive."""
+
+    start_frame: int
+    end_frame: int  # inclusive
+    start_time: float
+    end_time: float
+    flagged: bool
+    scores: dict[str, float]
+    samples: int
+
+
+@dataclass
+class VideoSpan:
+    """A flagged span of a clip and what was done to it.
+
+    ``categories`` are the categories its samples flagged; ``scores_before`` the highest scores of
+    its flagged samples, ``scores_after`` the highest of its verified output frames.
+    ``key_frames`` are where the image pipeline's search ran (``regions``: what it chose on each;
+    ``rekeyed``: keys added because a tracked frame still flagged; ``searches_failed``: keys whose
+    search found no flip).
+    ``verification``: ``frames`` output frames scored before encoding and ``flagged`` of them still
+    flagged in the end; ``encoded_frames``/``encoded_flagged`` the same frames decoded from the
+    written file. ``fallback`` is ``"blur-all"`` when some frames were blurred whole (fail closed),
+    with each stretch in ``fallback_ranges`` (frames, times and the reason). ``mask_iou`` is the
+    mean intersection over union of consecutive frames' masks (temporal stability).
+    """
+
+    start_frame: int
+    end_frame: int  # inclusive
+    start_time: float
+    end_time: float  # exclusive
+    success: bool
+    categories: list[str] = field(default_factory=list)
+    scores_before: dict[str, float] = field(default_factory=dict)
+    scores_after: dict[str, float] | None = None
+    key_frames: list[int] = field(default_factory=list)
+    #: Per key frame: ``frame``, ``time``, ``flagged``, ``flipped``, ``regions`` (chosen by the
+    #: search), their union ``bbox`` [x0, y0, x1, y1], ``obfuscated_fraction``, ``forward_passes``.
+    regions: list[dict[str, Any]] = field(default_factory=list)
+    rekeyed: list[int] = field(default_factory=list)
+    searches_failed: list[int] = field(default_factory=list)
+    obfuscated_fraction: float = 0.0
+    obfuscated_fraction_max: float = 0.0
+    verification: dict[str, int] = field(default_factory=dict)
+    fallback: str | None = None
+    fallback_ranges: list[dict[str, Any]] = field(default_factory=list)
+    mask_iou: float | None = None
+
+
+@dataclass
+class VideoInfo:
+    """The video part of a clip's report: the source and output streams, how the clip was
+    sampled, its segments (scores) and flagged spans (what was hidden), and counts.
+
+    ``audio`` is ``"dropped"``, ``"copied"`` or ``"none"`` (the source had none). Frame counts:
+    ``frames_obfuscated`` carry a mask, ``frames_blurred_whole`` were blurred whole (fallback),
+    ``frames_unchanged`` were re-encoded as they were. ``frames_per_second`` is end to end.
+    """
+
+    container: str
+    codec: str
+    fps: float
+    frames: int
+    duration: float
+    width: int
+    height: int
+    output_codec: str | None = None
+    rotation: int = 0
+    variable_frame_rate: bool = False
+    audio: str = "none"
+    audio_codec: str | None = None
+    sample_every: int = 0
+    key_every: int = 0
+    verify_every: int = 0
+    scene_cuts: list[int] = field(default_factory=list)
+    samples: int = 0
+    flagged_samples: int = 0
+    segments: list[VideoSegment] = field(default_factory=list)
+    spans: list[VideoSpan] = field(default_factory=list)
+    frames_obfuscated: int = 0
+    frames_blurred_whole: int = 0
+    frames_unchanged: int = 0
+    key_frames: int = 0
+    frames_per_second: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> VideoInfo:
+        values = dict(data)
+        values["segments"] = [VideoSegment(**s) for s in values.get("segments", [])]
+        values["spans"] = [VideoSpan(**s) for s in values.get("spans", [])]
+        return cls(**values)
+
+
+@dataclass
 class Report:
     """Everything safeview found and did for one image.
 
@@ -122,6 +219,11 @@ class Report:
     #: The policy checked (None: a single guard), and each of its categories.
     policy: str | None = None
     categories: list[CategoryResult] = field(default_factory=list)
+    #: For a clip: its streams, segments and flagged spans (None for an image). A clip's
+    #: ``scores_before`` are the highest over its samples, ``scores_after`` the highest over
+    #: its verified output frames and unchanged samples, ``obfuscated_fraction`` the mean over
+    #: its frames.
+    video: VideoInfo | None = None
     # Arrays for Python users; never serialised.
     image: np.ndarray | None = field(default=None, repr=False, compare=False)
     attribution_map: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -154,6 +256,8 @@ class Report:
         values["guard"] = GuardInfo(**values["guard"])
         values["regions"] = [Region(**r) for r in values.get("regions", [])]
         values["categories"] = [CategoryResult(**c) for c in values.get("categories", [])]
+        if values.get("video") is not None:
+            values["video"] = VideoInfo.from_dict(values["video"])
         return cls(**values)
 
 
@@ -220,6 +324,59 @@ JSON_SCHEMA: dict[str, Any] = {
             "required": ["text", "backend", "model", "prompt", "category", "answers"],
         },
         "policy": {"type": ["string", "null"]},
+        "video": {
+            "type": ["object", "null"],
+            "required": [
+                "container",
+                "codec",
+                "fps",
+                "frames",
+                "duration",
+                "width",
+                "height",
+                "audio",
+                "segments",
+                "spans",
+            ],
+            "properties": {
+                "audio": {"enum": ["dropped", "copied", "none"]},
+                "spans": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": [
+                            "start_frame",
+                            "end_frame",
+                            "start_time",
+                            "end_time",
+                            "success",
+                            "categories",
+                            "scores_before",
+                            "scores_after",
+                            "key_frames",
+                            "obfuscated_fraction",
+                            "verification",
+                            "fallback",
+                            "fallback_ranges",
+                        ],
+                    },
+                },
+                "segments": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": [
+                            "start_frame",
+                            "end_frame",
+                            "start_time",
+                            "end_time",
+                            "flagged",
+                            "scores",
+                        ],
+                    },
+                },
+            },
+        },
         "categories": {
             "type": "array",
             "items": {

@@ -172,3 +172,26 @@ def test_ray_engine_never_puts_originals_in_the_object_store_or_its_spill_files(
         assert not list(scratch.glob(f"{TEMP_PREFIX}*")) and not (scratch / "ray").exists()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_ray_engine_safeguards_videos_beside_images(tmp_path: Path) -> None:
+    """Issue 15: a video in a Ray batch is read by the actor from its path and written by it,
+    like an image (the default policy: open_nsfw flags nothing here, the clip is re-encoded)."""
+    from tests.video.clips import moving_square_frames, write_clip
+
+    root = tmp_path / "in"
+    paths = _photos(root, 1)
+    write_clip(root / "clip.mp4", moving_square_frames(12, present=lambda i: False), audio=True)
+    out = tmp_path / "out"
+    result = _safeguard(str(root), "--engine", "ray", "--workers", "1", "-o", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = {
+        line["input"]: line
+        for line in map(json.loads, (out / "manifest.jsonl").read_text().splitlines())
+    }
+    assert set(lines) == {paths[0].relative_to(root).as_posix(), "clip.mp4"}
+    assert lines["clip.mp4"]["status"] == "ok" and lines["clip.mp4"]["output"].endswith("clip.mp4")
+    report = json.loads((out / "clip.json").read_text())
+    assert report["video"]["frames"] == 12 and report["video"]["audio"] == "dropped"
+    assert not report["flagged"] and report["policy"] == "default"

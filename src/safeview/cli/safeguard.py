@@ -35,6 +35,22 @@ class OnFailureName(StrEnum):
     error = "error"
 
 
+class AudioName(StrEnum):
+    drop = "drop"
+    copy = "copy"
+
+
+def _video_options(audio: AudioName, items: list[str]) -> dict[str, object]:
+    """``--audio`` and ``--video-option KEY=VALUE`` as ``SafeguardOptions.video_options``."""
+    bad = [item for item in items if "=" not in item or not item.partition("=")[0].strip()]
+    if bad:
+        raise ValueError(f"video option {bad[0]!r} is not KEY=VALUE")
+    options: dict[str, object] = dict(parse_options(items))
+    if audio is AudioName.copy:
+        options["audio"] = "copy"
+    return options
+
+
 def _summary(report: Report) -> str:
     if report.categories:  # a policy: every flagged category, before -> after
         flagged = [c for c in report.categories if c.flagged]
@@ -69,10 +85,13 @@ def _summary(report: Report) -> str:
 def safeguard(
     inputs: Annotated[
         list[str] | None,
-        typer.Argument(help="Image files and/or folders (searched recursively for images)."),
+        typer.Argument(
+            help="Image and video files and/or folders (searched recursively for both)."
+        ),
     ] = None,
     output: Annotated[
-        Path, typer.Option("--output", "-o", help="Folder for obfuscated images and reports.")
+        Path,
+        typer.Option("--output", "-o", help="Folder for obfuscated images, videos and reports."),
     ] = Path("out"),
     guard: Annotated[str | None, guard_option("One classifier whose decision is removed:")] = None,
     policy: Annotated[str | None, policy_option()] = None,
@@ -183,11 +202,26 @@ def safeguard(
             callback=registered("rationale"),
         ),
     ] = None,
+    audio: Annotated[
+        AudioName,
+        typer.Option(help="Videos: drop the audio (default) or copy it unchanged."),
+    ] = AudioName.drop,
+    video_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--video-option",
+            help="Videos: KEY=VALUE, repeatable: sample_every (5), key_every (8), verify_every "
+            "(1), cut_threshold (0.25), rekey (2), flow (dis|farneback), crf (18), preset, "
+            "max_duration (s), max_frames, max_frame_pixels.",
+        ),
+    ] = None,
 ) -> None:
-    """Obfuscate the minimal unsafe regions of each image.
+    """Obfuscate the minimal unsafe regions of each image and video.
 
     Writes OUTPUT/NAME.EXT (obfuscated, metadata stripped) and OUTPUT/NAME.json (the report) for
-    every input; files under a folder keep their path relative to it. OUTPUT/manifest.jsonl lists
+    every input; files under a folder keep their path relative to it. A video (clip.mp4) becomes
+    OUTPUT/clip.mp4 (H.264, no audio unless --audio copy) and OUTPUT/clip.json (its flagged
+    spans, what was hidden and how it was verified). OUTPUT/manifest.jsonl lists
     every input as ok, unsafe-kept (--on-failure keep and still flagged) or failed; a rerun after
     an interruption skips what is done with the same settings and redoes what was done with other
     ones. Exits 1 if any input failed or was kept unsafe; the other inputs are still processed.
@@ -221,6 +255,7 @@ def safeguard(
             device=device,
             batch_size=batch_size,
             rationale=rationale,
+            video_options=_video_options(audio, video_option or []),
         )
     except ValueError as exc:
         error(str(exc))
@@ -256,14 +291,21 @@ def safeguard(
         for outcome in run_ray(jobs, output, options, viz, address=ray_address, workers=workers):
             report_outcome(outcome)
     else:
-        with progress_bars(rate=True, transient=True, enabled=len(jobs) >= 2) as bars:
+        from safeview.video import is_video_path
+
+        videos = any(job.source is not None and is_video_path(job.source) for job in jobs)
+        with progress_bars(rate=True, transient=True, enabled=len(jobs) >= 2 or videos) as bars:
 
             def on_done(outcome: Outcome) -> None:
                 report_outcome(outcome)
-                bars.advance("safeguarding", total=len(jobs))
+                if len(jobs) >= 2:
+                    bars.advance("safeguarding", total=len(jobs))
+
+            def on_progress(stage: str, done: int, total: int) -> None:
+                bars.update(stage, done, max(total, done))
 
             try:
-                run_local(jobs, output, options, viz, on_done=on_done)
+                run_local(jobs, output, options, viz, on_done=on_done, on_progress=on_progress)
             except OutputFolderError as exc:
                 error(str(exc))
                 raise typer.Exit(1) from None
@@ -297,8 +339,24 @@ def _score_text(report: Report) -> str:
     return ", ".join(parts)
 
 
+def _segment_rows(report: Report) -> list[tuple[str, str, str]]:
+    """A clip's segments as table rows: NAME [start-end s], flagged, scores."""
+    assert report.video is not None
+    rows = []
+    for segment in report.video.segments:
+        ranked = sorted(segment.scores.items(), key=lambda item: -item[1])
+        rows.append(
+            (
+                f"{report.input.name} [{segment.start_time:.2f}-{segment.end_time:.2f} s]",
+                "yes" if segment.flagged else "no",
+                ", ".join(f"{name} {value:.3f}" for name, value in ranked),
+            )
+        )
+    return rows
+
+
 def classify(
-    inputs: Annotated[list[str], typer.Argument(help="Image files and/or folders.")],
+    inputs: Annotated[list[str], typer.Argument(help="Image and video files and/or folders.")],
     guard: Annotated[str | None, guard_option("One classifier to run:")] = None,
     policy: Annotated[str | None, policy_option()] = None,
     threshold: Annotated[
@@ -310,13 +368,16 @@ def classify(
     device: DeviceOption = "auto",
 ) -> None:
     """Print the scores of each image: every category of the policy (default), or one guard's
-    (a table, or JSON lines with --json). A category that no guard covers is shown as such."""
+    (a table, or JSON lines with --json). A category that no guard covers is shown as such.
+    A video gets one row per segment (a stretch of sampled frames with the same verdict, within
+    a shot) with its highest scores; its JSON report lists them under video.segments."""
     from rich.console import Console
     from rich.table import Table
 
     from safeview.batch import collect
     from safeview.options import SafeguardOptions
     from safeview.pipeline import Pipeline
+    from safeview.video import is_video_path
 
     try:  # one pipeline: the guard loads once for all the images
         pipeline = Pipeline(
@@ -337,7 +398,19 @@ def classify(
             error(job.error)
             continue
         try:
-            report = pipeline.classify(job.source or job.pixels, name=job.name)
+            if job.source is not None and is_video_path(job.source):
+                from safeview.video import VideoPipeline
+
+                with progress_bars(transient=True) as bars:
+                    report = VideoPipeline(pipeline.options).classify(
+                        job.source,
+                        name=job.name,
+                        progress=lambda stage, done, total: bars.update(
+                            stage, done, max(total, done)
+                        ),
+                    )
+            else:
+                report = pipeline.classify(job.source or job.pixels, name=job.name)
         except (ImageInputError, ValueError, OSError) as exc:
             failures += 1
             error(" ".join(str(exc).split()))
@@ -348,6 +421,9 @@ def classify(
             continue
         if as_json:
             typer.echo(report.to_json(indent=None))
+        elif report.video is not None:
+            for row in _segment_rows(report):
+                table.add_row(*row)
         else:
             table.add_row(report.input.name, "yes" if report.flagged else "no", _score_text(report))
     if not as_json and table.row_count:

@@ -1,0 +1,409 @@
+"""Video benchmark (issue 15): clips made from BSDS500 photographs, safeguarded end to end.
+
+Each clip is a sequence of shots cut together; a shot is a camera pan and zoom over one BSDS500
+test photograph, rendered at the clip's size (640x360 or 1280x720, 25 fps, H.264 crf 18). In an
+*unsafe* shot a red square symbol (22% of the frame's height on a side) moves across the frame
+on its own path. The guard is the tiny synthetic one below (fires when more than 1.5% of the
+image is saturated red); photographs it flags on their own are not used. Three clips per size:
+
+- ``safe``: 5 shots, no symbol (nothing is flagged: decoding, sampling and re-encoding);
+- ``mixed``: 6 shots, safe and unsafe in turn (cuts between safe and unsafe shots);
+- ``unsafe``: 5 shots, the symbol in every frame (everything is a flagged span).
+
+Measured for each clip, with the library's defaults (sample every 5th frame, key frames every 8th,
+verify every 4th, bass-guided coarse-to-fine search on the key frames, DIS flow): frames per second
+end to end (decode, analyse, search, track, render, verify, encode, check the encoded output), in
+wall time and per CPU-second of the process (load on the machine shows in the first, hardly in the
+second); a **full check** of the written file (the guard on every output frame: frames where the
+symbol is still detected); the obfuscated fraction per frame and the temporal stability
+(intersection over union of consecutive frames' masks). On the unsafe clip the image pipeline is
+also run on each of the first ``--image-frames`` frames on its own (the same options), for its
+obfuscated fraction and stability on the same frames. A last row times the safe clip with the
+default policy (the real guards; open_nsfw on every sample) instead of the synthetic guard.
+
+    .venv/bin/python bench/bench_video.py
+    .venv/bin/python bench/bench_video.py --sizes 640x360 --seconds 4 --image-frames 20
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image
+
+from safeview.guards.base import Decision, resize_batch, scores
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "bsds500"
+FPS = 25
+#: Red fraction of the image at which the synthetic guard fires.
+SYMBOL_FRACTION = 0.015
+SYMBOL_SIDE = 0.22  # of the frame's height
+
+
+class _Redness(torch.nn.Module):
+    """logit(symbol) - logit(safe) = K * (mean saturated redness - what 1.5% of the image gives)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 1, kernel_size=1)
+        self.head = torch.nn.Linear(1, 2)
+        with torch.no_grad():
+            self.conv.weight[:] = torch.tensor([1.0, -0.5, -0.5]).view(1, 3, 1, 1)
+            self.conv.bias.fill_(-0.45)
+            self.head.weight.copy_(torch.tensor([[0.0], [2000.0]]))
+            self.head.bias.copy_(torch.tensor([0.0, -2000.0 * 0.37 * SYMBOL_FRACTION]))
+        self.eval()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+
+class SymbolGuard:
+    """The tiny red guard: a pasted red symbol (threshold guard, 224 x 224 input)."""
+
+    name = "bench-red-symbol"
+    version = "bench"
+    categories = ("safe", "symbol")
+    decision: Decision = "threshold"
+    unsafe_category = "symbol"
+    input_size = (224, 224)
+
+    def __init__(self) -> None:
+        self.device = torch.device("cpu")
+        self.module = _Redness()
+        for parameter in self.module.parameters():
+            parameter.requires_grad_(False)
+
+    def preprocess(self, images: Any) -> torch.Tensor:
+        batch = resize_batch(images, self.input_size).astype(np.float32) / 255.0
+        return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits, dim=-1)
+
+
+def photographs(guard: SymbolGuard, count: int) -> list[np.ndarray]:
+    """The first ``count`` BSDS500 test photographs (sorted by name) the guard does not flag."""
+    chosen = []
+    for path in sorted((DATA / "images" / "test").glob("*.jpg")):
+        pixels = np.asarray(Image.open(path).convert("RGB"))
+        if scores(guard, [pixels])[0, 1] < 0.05:
+            chosen.append(pixels)
+        if len(chosen) == count:
+            break
+    return chosen
+
+
+def shot(
+    photo: np.ndarray, frames: int, size: tuple[int, int], *, symbol: bool, seed: int
+) -> tuple[list[np.ndarray], list[bool]]:
+    """A pan and zoom over ``photo`` at ``size`` = (width, height); with ``symbol``, a red
+    square moving on its own path."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    ph, pw = photo.shape[:2]
+    aspect = width / height
+    # The crop window: as wide as fits at zoom 1, shrinking to 1/zoom; its centre drifts.
+    base_w = min(pw, ph * aspect)
+    zoom = (1.0, rng.uniform(1.15, 1.4)) if rng.random() < 0.5 else (rng.uniform(1.15, 1.4), 1.0)
+    start = rng.uniform(0.35, 0.65, size=2)
+    end = rng.uniform(0.35, 0.65, size=2)
+    side = round(SYMBOL_SIDE * height)
+    out, present = [], []
+    for i in range(frames):
+        t = i / max(1, frames - 1)
+        z = zoom[0] + (zoom[1] - zoom[0]) * t
+        cw, ch = base_w / z, base_w / z / aspect
+        cx = (start[0] + (end[0] - start[0]) * t) * pw
+        cy = (start[1] + (end[1] - start[1]) * t) * ph
+        x0 = float(np.clip(cx - cw / 2, 0, pw - cw))
+        y0 = float(np.clip(cy - ch / 2, 0, ph - ch))
+        # An affine crop-and-scale with subpixel precision (a smooth camera).
+        scale = width / cw
+        matrix = np.float32([[scale, 0, -x0 * scale], [0, scale, -y0 * scale]])
+        frame = cv2.warpAffine(photo, matrix, size, flags=cv2.INTER_LINEAR)
+        if symbol:
+            sx = round((0.08 + 0.72 * t) * (width - side))
+            sy = round((0.25 + 0.2 * np.sin(2 * np.pi * t)) * (height - side))
+            frame[sy : sy + side, sx : sx + side] = (225, 25, 30)
+        out.append(frame)
+        present.append(symbol)
+    return out, present
+
+
+def write_clip(path: Path, frames: list[np.ndarray]) -> None:
+    import av
+
+    height, width = frames[0].shape[:2]
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=FPS)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"crf": "18", "preset": "veryfast"}
+        for pixels in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pixels, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+def read_frames(path: Path) -> list[np.ndarray]:
+    import av
+
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
+
+
+def make_clip(
+    kind: str, photos: list[np.ndarray], size: tuple[int, int], seconds: float, folder: Path
+) -> tuple[Path, list[bool]]:
+    layout = {
+        "safe": [False] * 5,
+        "mixed": [False, True, False, True, False, True],
+        "unsafe": [True] * 5,
+    }[kind]
+    per_shot = round(seconds * FPS / len(layout))
+    frames: list[np.ndarray] = []
+    present: list[bool] = []
+    for i, symbol in enumerate(layout):
+        photo = photos[(i + 3 * len(kind)) % len(photos)]
+        shot_frames, shot_present = shot(
+            photo, per_shot, size, symbol=symbol, seed=100 * i + len(kind)
+        )
+        frames += shot_frames
+        present += shot_present
+    path = folder / f"{kind}-{size[0]}x{size[1]}.mp4"
+    write_clip(path, frames)
+    return path, present
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float | None:
+    union = np.logical_or(a, b).sum()
+    return None if union == 0 else float(np.logical_and(a, b).sum() / union)
+
+
+def run_clip(
+    path: Path, present: list[bool], options: dict[str, Any], folder: Path
+) -> dict[str, Any]:
+    from safeview.video import VideoPipeline
+
+    guard = options.get("guard")
+    pipeline = VideoPipeline(**options)
+    pipeline.panel  # noqa: B018 - load the guards before the clock starts
+    masks: dict[int, np.ndarray | None] = {}
+
+    def on_frame(index: int, pixels: np.ndarray | None, mask: np.ndarray | None) -> None:
+        masks[index] = None if mask is None else mask[::4, ::4].copy()
+
+    out = folder / f"out-{path.name}"
+    started, cpu_started = time.perf_counter(), time.process_time()
+    report = pipeline.safeguard(path, out, on_frame=on_frame)
+    seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
+    assert report.video is not None
+    frames = report.video.frames
+    span_frames = sum(s.end_frame - s.start_frame + 1 for s in report.video.spans)
+    row: dict[str, Any] = {
+        "clip": path.stem,
+        "frames": frames,
+        "seconds": round(seconds, 2),
+        "fps": round(frames / seconds, 1),
+        # Frames per CPU-second of this process (all its threads): what one core does, whatever
+        # else runs on the machine; two idle cores do at least this much.
+        "fps_cpu": round(frames / cpu_seconds, 1),
+        "load_average": round(os.getloadavg()[0], 2),
+        "span_frames": span_frames,
+        "symbol_frames": int(sum(present)),
+        "spans": len(report.video.spans),
+        "cuts": len(report.video.scene_cuts),
+        "key_frames": report.video.key_frames,
+        "blurred_whole": report.video.frames_blurred_whole,
+        "verified": sum(s.verification.get("frames", 0) for s in report.video.spans),
+        "verified_flagged": sum(s.verification.get("flagged", 0) for s in report.video.spans),
+        "encoded_flagged": sum(
+            s.verification.get("encoded_flagged", 0) for s in report.video.spans
+        ),
+        "timings": report.timings,
+        "success": report.success,
+    }
+    if isinstance(guard, SymbolGuard):
+        written = read_frames(out)
+        source = read_frames(path)
+        before = np.concatenate(
+            [scores(guard, source[i : i + 32])[:, 1] for i in range(0, len(source), 32)]
+        )
+        after = np.concatenate(
+            [scores(guard, written[i : i + 32])[:, 1] for i in range(0, len(written), 32)]
+        )
+        row["source_flagged"] = int((before >= 0.5).sum())
+        row["still_detected"] = int((after >= 0.5).sum())
+        row["still_detected_share"] = round(float((after >= 0.5).mean()), 4)
+        fractions = [
+            float(m.mean()) for i, m in sorted(masks.items()) if m is not None and present[i]
+        ]
+        row["obfuscated_symbol_frames"] = round(statistics.mean(fractions), 4) if fractions else 0.0
+        ious = [
+            iou
+            for i in range(1, frames)
+            if present[i]
+            and present[i - 1]
+            and masks.get(i) is not None
+            and masks.get(i - 1) is not None
+            if (iou := _iou(masks[i], masks[i - 1])) is not None  # type: ignore[arg-type]
+        ]
+        row["mask_iou"] = round(statistics.mean(ious), 3) if ious else None
+        row["masks"] = masks
+    # Frames per second within flagged spans: their frames over the time spent on them
+    # (search, tracking and rendering, verification), plus their share of decode and encode.
+    if span_frames:
+        timings = report.timings
+        span_work = sum(timings.get(k, 0.0) for k in ("search", "track_render", "verify"))
+        per_frame_rest = (seconds - span_work) / frames
+        row["span_fps"] = round(span_frames / (span_work + per_frame_rest * span_frames), 1)
+    return row
+
+
+def image_pipeline_rows(
+    path: Path, present: list[bool], guard: SymbolGuard, limit: int, video_masks: dict[int, Any]
+) -> dict[str, Any]:
+    """The image pipeline on each of the first ``limit`` symbol frames, on its own."""
+    from safeview.pipeline import Pipeline
+
+    pipeline = Pipeline(guard=guard)
+    frames = read_frames(path)
+    chosen = [i for i, p in enumerate(present) if p][:limit]
+    fractions, video_fractions, successes, masks, times = [], [], 0, {}, []
+    for i in chosen:
+        started = time.perf_counter()
+        report = pipeline.safeguard(frames[i])
+        times.append(time.perf_counter() - started)
+        successes += bool(report.success)
+        assert report.mask is not None
+        masks[i] = report.mask[::4, ::4]
+        fractions.append(float(report.mask.mean()))
+        if video_masks.get(i) is not None:
+            video_fractions.append(float(video_masks[i].mean()))
+    ious = [
+        iou for i in chosen
+        if i - 1 in masks and (iou := _iou(masks[i], masks[i - 1])) is not None
+    ]  # fmt: skip
+    video_ious = [
+        iou for i in chosen
+        if i - 1 in masks and video_masks.get(i) is not None and video_masks.get(i - 1) is not None
+        and (iou := _iou(video_masks[i], video_masks[i - 1])) is not None
+    ]  # fmt: skip
+    return {
+        "frames": len(chosen),
+        "image_success": round(successes / max(1, len(chosen)), 4),
+        "image_obfuscated": round(statistics.mean(fractions), 4),
+        "video_obfuscated": round(statistics.mean(video_fractions), 4) if video_fractions else None,
+        "image_iou": round(statistics.mean(ious), 3) if ious else None,
+        "video_iou": round(statistics.mean(video_ious), 3) if video_ious else None,
+        "image_seconds_per_frame": round(statistics.median(times), 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="640x360,1280x720")
+    parser.add_argument("--seconds", type=float, default=10.0, help="length of each clip")
+    parser.add_argument("--image-frames", type=int, default=100)
+    parser.add_argument("--no-policy", action="store_true", help="skip the default-policy row")
+    parser.add_argument(
+        "--variants",
+        default="verify_every=4,key_every=16",
+        help="extra runs of the mixed clip with one video option changed (KEY=INT,...)",
+    )
+    parser.add_argument("--json", type=Path, default=Path("bench/results/video.json"))
+    args = parser.parse_args()
+    guard = SymbolGuard()
+    photos = photographs(guard, 12)
+    print(f"{len(photos)} photographs; torch threads {torch.get_num_threads()}", file=sys.stderr)
+    results: list[dict[str, Any]] = []
+    comparisons: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-video-") as tmp:
+        folder = Path(tmp)
+        for size_text in args.sizes.split(","):
+            width, height = (int(v) for v in size_text.split("x"))
+            for kind in ("safe", "mixed", "unsafe"):
+                path, present = make_clip(kind, photos, (width, height), args.seconds, folder)
+                row = run_clip(path, present, {"guard": guard}, folder)
+                row["size"] = size_text
+                print(f"{size_text} {kind}: {row['fps']} fps", file=sys.stderr)
+                masks = row.pop("masks", {})
+                results.append(row)
+                if kind == "unsafe" and args.image_frames:
+                    compared = image_pipeline_rows(path, present, guard, args.image_frames, masks)
+                    compared["size"] = size_text
+                    comparisons.append(compared)
+            for variant in args.variants.split(",") if args.variants else []:
+                key, _, value = variant.partition("=")
+                path, present = make_clip("mixed", photos, (width, height), args.seconds, folder)
+                options = {"guard": guard, "video_options": {key: int(value)}}
+                row = run_clip(path, present, options, folder)
+                row.pop("masks", None)
+                row["size"] = size_text
+                row["clip"] += f" ({variant})"
+                results.append(row)
+            if not args.no_policy and size_text == "640x360":
+                path, present = make_clip("safe", photos, (width, height), args.seconds, folder)
+                row = run_clip(path, present, {}, folder)
+                row["size"] = size_text
+                row["clip"] += " (default policy)"
+                results.append(row)
+    print(
+        "| clip | size | frames | flagged-span frames | cuts | keys | fps end to end "
+        "| fps per CPU second | load | fps in spans | verified (still flagged) "
+        "| frames with symbol (source detected) "
+        "| output frames detected (full check) | blurred whole | obfuscated per symbol frame "
+        "| mask IoU |"
+    )
+    print("|---" * 16 + "|")
+    for r in results:
+        detected = r.get("still_detected")
+        full_check = (
+            f"{detected} ({100 * r['still_detected_share']:.2f}%)" if detected is not None else "-"
+        )
+        area = r.get("obfuscated_symbol_frames")
+        print(
+            f"| {r['clip']} | {r['size']} | {r['frames']} | {r['span_frames']} | {r['cuts']} | "
+            f"{r['key_frames']} | {r['fps']} | {r['fps_cpu']} | {r['load_average']} | "
+            f"{r.get('span_fps', '-')} | "
+            f"{r['verified']} ({r['verified_flagged']}; encoded {r['encoded_flagged']}) | "
+            f"{r['symbol_frames']} ({r.get('source_flagged', '-')}) | {full_check} | "
+            f"{r['blurred_whole']} | "
+            + (f"{100 * area:.1f}%" if area is not None else "-")
+            + f" | {r.get('mask_iou', '-')} |"
+        )
+    if comparisons:
+        print()
+        print(
+            "| size | frames | image pipeline: flipped | obfuscated (image pipeline) "
+            "| obfuscated (video) | mask IoU consecutive (image pipeline) "
+            "| mask IoU consecutive (video) | image pipeline s/frame |"
+        )
+        print("|---" * 8 + "|")
+        for c in comparisons:
+            video = c["video_obfuscated"]
+            print(
+                f"| {c['size']} | {c['frames']} | {100 * c['image_success']:.1f}% | "
+                f"{100 * c['image_obfuscated']:.1f}% | "
+                + (f"{100 * video:.1f}%" if video is not None else "-")
+                + f" | {c['image_iou']} | {c['video_iou']} | {c['image_seconds_per_frame']} |"
+            )
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps({"clips": results, "image_pipeline": comparisons}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
