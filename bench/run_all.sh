@@ -17,3 +17,4 @@ $py bench/bench_batch.py --limit 40 > bench/results/batch.md 2> bench/results/ba
 $py bench/bench_pairs.py > bench/results/pairs.md 2> bench/results/pairs.log
 $py bench/bench_search.py --powerset-every 20 --oracle-every 25 --oracle-k 10 > bench/results/search.md 2> bench/results/search.log
 $py bench/bench_concurrency.py --limit 16 > bench/results/concurrency.md 2> bench/results/concurrency.log
+$py bench/bench_video.py > bench/results/video.md 2> bench/results/video.log
