@@ -11,15 +11,16 @@ image is saturated red); photographs it flags on their own are not used. Three c
 - ``unsafe``: 5 shots, the symbol in every frame (everything is a flagged span).
 
 Measured for each clip, with the library's defaults (sample every 5th frame, key frames every 8th,
-verify every 4th, bass-guided coarse-to-fine search on the key frames, DIS flow): frames per second
-end to end (decode, analyse, search, track, render, verify, encode, check the encoded output), in
-wall time and per CPU-second of the process (load on the machine shows in the first, hardly in the
-second); a **full check** of the written file (the guard on every output frame: frames where the
-symbol is still detected); the obfuscated fraction per frame and the temporal stability
-(intersection over union of consecutive frames' masks). On the unsafe clip the image pipeline is
-also run on each of the first ``--image-frames`` frames on its own (the same options), for its
-obfuscated fraction and stability on the same frames. A last row times the safe clip with the
-default policy (the real guards; open_nsfw on every sample) instead of the synthetic guard.
+verify every frame of a span, bass-guided coarse-to-fine search on the key frames, DIS flow):
+frames per second end to end (decode, analyse, search, track, render, verify, encode, check the
+encoded output), in wall time and per CPU-second of the process (load on the machine shows in the
+first, hardly in the second); a **full check** of the written file (the guard on every output
+frame: frames where the symbol is still detected); the obfuscated fraction per frame and the
+temporal stability (intersection over union of consecutive frames' masks). On the unsafe clip the
+image pipeline is also run on each of the first ``--image-frames`` frames on its own (the same
+options), for its obfuscated fraction and stability on the same frames. A last row times the safe
+clip with the default policy (the real guards; open_nsfw on every sample) instead of the synthetic
+guard.
 
     .venv/bin/python bench/bench_video.py
     .venv/bin/python bench/bench_video.py --sizes 640x360 --seconds 4 --image-frames 20

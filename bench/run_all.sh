@@ -19,3 +19,4 @@ $py bench/bench_search.py --powerset-every 20 --oracle-every 25 --oracle-k 10 > 
 $py bench/bench_concurrency.py --limit 16 > bench/results/concurrency.md 2> bench/results/concurrency.log
 $py bench/bench_guards.py > bench/results/guards.md 2> bench/results/guards.log
 $py bench/bench_detectors.py > bench/results/detectors.md 2> bench/results/detectors.log
+$py bench/bench_video.py > bench/results/video.md 2> bench/results/video.log
