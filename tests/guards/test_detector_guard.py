@@ -97,3 +97,33 @@ def test_the_module_keeps_the_batch_on_its_device(blob_guard: DetectorGuard) -> 
     logits = blob_guard.module(x)
     assert logits.device == x.device and logits.dtype == torch.float32
     assert torch.isfinite(logits).all()
+
+
+def test_the_image_is_fitted_not_squashed() -> None:
+    guard = DetectorGuard("red-blobs", RedBlobDetector(), size=128)
+    image = red_square_image(size=128, square=(40, 40, 32))[:64]  # 64 x 128: wide
+    assert guard.image_window(64, 128) == (32, 0, 96, 128)
+    fitted = guard.fitted(image)
+    assert fitted.shape == (128, 128, 3) and not fitted[:32].any() and not fitted[96:].any()
+    np.testing.assert_array_equal(fitted[32:96], image)
+    # The detection map is over the input; mapped back, it lies on the square.
+    from safeview.guards import heatmap_to_image
+
+    heatmap = guard.own_attribution.attribute(guard.preprocess([image]), 1)[0]
+    back = heatmap_to_image(guard, heatmap, 64, 128)
+    assert back.shape == (64, 128) and back[44:60, 44:68].mean() > 0.8
+    squashed = DetectorGuard("red-blobs", RedBlobDetector(), size=128, fit="squash")
+    assert squashed.image_window(64, 128) == (0, 0, 128, 128)
+    assert squashed.fitted(image).shape == (128, 128, 3)
+    with pytest.raises(ValueError, match="fit must be"):
+        DetectorGuard("x", RedBlobDetector(), fit="crop")
+
+
+def test_the_detector_guards_are_registered_by_name() -> None:
+    from safeview.guards import GUARDS
+    from safeview.guards.detector import GUARD_SIZES, detector_guard
+
+    assert {"gesture", "abusive-text", "nudity"} <= set(GUARDS.names())
+    assert GUARD_SIZES == {"gesture": 384, "abusive-text": 512, "nudity": 320}
+    with pytest.raises(ValueError, match="no detector guard"):
+        detector_guard("faces")

@@ -10,6 +10,16 @@ A detector has no gradients, so FullGrad cannot explain it. The guard brings its
 (:class:`DetectionMap`, used whatever attribution method is asked for): its unsafe detections'
 boxes (or landmarks' hull, padded) weighted by their scores, slightly smoothed, so the
 attribution-guided superpixels follow them and the search tries them first.
+
+The image is *fitted* into the guard's square input (aspect ratio kept, centred on black, as
+:meth:`DetectorGuard.image_window` says), not squashed: text, hands and bodies keep their
+geometry (the gesture rule reads angles, the OCR reads letter shapes). ``fit="squash"`` squashes
+as the classifiers do.
+
+Registered guards (:mod:`safeview.guards`) built on it: ``gesture`` (the hands detector's
+``middle_finger``), ``abusive-text`` (text lines the lexicon flags) and ``nudity`` (NudeNet's
+exposed intimate parts, as the built-in policy's ``unsafe_detector_labels`` lists them); their
+sizes are :data:`GUARD_SIZES`.
 """
 
 from __future__ import annotations
@@ -21,10 +31,21 @@ import numpy as np
 import torch
 
 from safeview.detectors import Detection, Detector
-from safeview.guards.base import Decision, resize_batch, select_device
+from safeview.guards.base import Decision, select_device
+from safeview.io import resize
 
 #: p(unsafe) is kept inside (EPSILON, 1 - EPSILON) so that its logits stay finite.
 EPSILON = 1e-6
+
+#: The input square of each registered detector guard (the image's longer side is fitted to it),
+#: also the shorter side of the search's working copy. Measured on BSDS500 (bench/README.md,
+#: section 11.2): ``abusive-text``: text drawn 18 and 26 px high on the 481 x 321 photographs is
+#: flagged on 20 of 24 renders at 512, 18 at 320, 15 at 224 (OCR time is the same: RapidOCR
+#: scales its input to 736 px anyway); 512 keeps such a photograph at full size, at the cost of
+#: a larger working copy for larger photographs (BASS: about 1.3 s at 768 x 512 against 0.5 s at
+#: 480 x 320). ``gesture``: MediaPipe finds 25 of the 27 hands at 384 (26 at 512, 19 at 256).
+#: ``nudity``: NudeNet reads a 320 px letterbox itself.
+GUARD_SIZES = {"gesture": 384, "abusive-text": 512, "nudity": 320}
 
 
 def _pixels(x: torch.Tensor) -> list[np.ndarray]:
@@ -104,13 +125,17 @@ class DetectorGuard:
     labels:
         Only detections with these labels count (default: every detection marked ``unsafe``).
     size:
-        The square the image is resized to before detection (the whole image, squashed, as
-        every guard sees it); also the search's working size.
+        The square the image is fitted into before detection; also the shorter side of the
+        search's working copy (so mind segmentation's cost when raising it).
+    fit:
+        ``"letterbox"`` (default): the whole image, aspect ratio kept, centred on black;
+        ``"squash"``: resized to the square as the classifiers do.
     """
 
     decision: Decision = "threshold"
-    categories = ("safe", "unsafe")
-    unsafe_category = "unsafe"
+    categories: tuple[str, ...] = ("safe", "unsafe")
+    unsafe_category: str | None = "unsafe"
+    module: torch.nn.Module
 
     def __init__(
         self,
@@ -119,9 +144,15 @@ class DetectorGuard:
         *,
         labels: tuple[str, ...] | None = None,
         size: int = 512,
+        fit: str = "letterbox",
         device: str | torch.device | None = None,
     ) -> None:
+        if fit not in ("letterbox", "squash"):
+            raise ValueError(f"fit must be 'letterbox' or 'squash', got {fit!r}")
+        if size < 8:
+            raise ValueError(f"size must be >= 8, got {size}")
         self.name = name
+        self.fit = fit
         self.detector = detector
         self.version = f"{detector.name} {detector.version}"
         self.labels = labels
@@ -144,13 +175,53 @@ class DetectorGuard:
         found = self.unsafe(pixels)
         return float(found[0].score) if found else 0.0
 
+    def image_window(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """(top, left, bottom, right): where an image of ``height`` x ``width`` lies in the
+        input (the whole input when squashed)."""
+        size = self.input_size[0]
+        if self.fit == "squash":
+            return 0, 0, size, size
+        scale = size / max(height, width)
+        fit_height = max(1, min(size, round(height * scale)))
+        fit_width = max(1, min(size, round(width * scale)))
+        top, left = (size - fit_height) // 2, (size - fit_width) // 2
+        return top, left, top + fit_height, left + fit_width
+
+    def fitted(self, image: np.ndarray) -> np.ndarray:
+        """One RGB uint8 image as the detector sees it: (size, size, 3)."""
+        image = np.asarray(image)
+        if self.fit == "squash":
+            return resize(image, self.input_size)
+        size = self.input_size[0]
+        top, left, bottom, right = self.image_window(*image.shape[:2])
+        canvas = np.zeros((size, size, 3), dtype=np.uint8)
+        canvas[top:bottom, left:right] = resize(image, (right - left, bottom - top))
+        return canvas
+
     def preprocess(self, images: list[np.ndarray] | np.ndarray) -> torch.Tensor:
         """RGB uint8 images -> (N, 3, size, size) float 0-255 (the detector reads them back)."""
-        batch = resize_batch(images, self.input_size).astype(np.float32)
-        return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
+        batch = [images] if isinstance(images, np.ndarray) and images.ndim == 3 else images
+        stacked = np.stack([self.fitted(image) for image in batch]).astype(np.float32)
+        return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(logits, dim=-1)
 
 
-__all__ = ["DetectionMap", "DetectorGuard"]
+def detector_guard(name: str) -> DetectorGuard:
+    """A registered detector guard by name (``gesture``, ``abusive-text``, ``nudity``), its
+    detector built with the process's thread budget. The detectors run on the CPU whatever
+    device the pipeline uses."""
+    from safeview.detectors import make_detector
+
+    if name == "gesture":
+        hands = make_detector("hands")
+        return DetectorGuard(name, hands, labels=("middle_finger",), size=GUARD_SIZES[name])
+    if name == "abusive-text":
+        return DetectorGuard(name, make_detector("text"), size=GUARD_SIZES[name])
+    if name == "nudity":
+        return DetectorGuard(name, make_detector("nudenet"), size=GUARD_SIZES[name])
+    raise ValueError(f"no detector guard named {name!r} (known: {', '.join(GUARD_SIZES)})")
+
+
+__all__ = ["GUARD_SIZES", "DetectionMap", "DetectorGuard", "detector_guard"]
