@@ -113,7 +113,7 @@ def test_the_joint_search_hides_what_flips_every_category(two_guard_policy: Path
     )
     # The JSON names every category and reads back.
     data = report.to_dict()
-    assert data["schema_version"] == "1.3"
+    assert data["schema_version"] == "1.4"
     assert {c["id"] for c in data["categories"]} == set(by_id)
     assert Report.from_dict(data).categories == report.categories
     assert set(JSON_SCHEMA["properties"]) >= {"policy", "categories"}

@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = "1.3"
+SCHEMA_VERSION = "1.4"
 #: Versions :meth:`Report.from_dict` reads (1.1 added ``rationale``; 1.2 ``search``,
-#: ``search_stages`` and ``forward_passes``; 1.3 ``policy`` and ``categories``).
-READABLE_VERSIONS = frozenset({"1.0", "1.1", "1.2", "1.3"})
+#: ``search_stages`` and ``forward_passes``; 1.3 ``policy`` and ``categories``; 1.4
+#: ``protected``).
+READABLE_VERSIONS = frozenset({"1.0", "1.1", "1.2", "1.3", "1.4"})
 
 
 @dataclass
@@ -122,6 +123,11 @@ class Report:
     #: The policy checked (None: a single guard), and each of its categories.
     policy: str | None = None
     categories: list[CategoryResult] = field(default_factory=list)
+    #: With ``protect`` (e.g. faces): the detectors, each protected detection (box, how much of
+    #: it the output hides, whether it had to be obfuscated), whether any had to be
+    #: (``obfuscated``) and the fraction of the protected area hidden. None: nothing protected
+    #: or no search ran.
+    protected: dict[str, Any] | None = None
     # Arrays for Python users; never serialised.
     image: np.ndarray | None = field(default=None, repr=False, compare=False)
     attribution_map: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -220,6 +226,23 @@ JSON_SCHEMA: dict[str, Any] = {
             "required": ["text", "backend", "model", "prompt", "category", "answers"],
         },
         "policy": {"type": ["string", "null"]},
+        "protected": {
+            "type": ["object", "null"],
+            "required": ["detectors", "found", "obfuscated", "fraction_hidden", "detections"],
+            "properties": {
+                "detectors": {"type": "array", "items": {"type": "string"}},
+                "found": {"type": "integer", "minimum": 0},
+                "obfuscated": {"type": "boolean"},
+                "fraction_hidden": {"type": "number", "minimum": 0, "maximum": 1},
+                "detections": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["detector", "label", "score", "box", "fraction_hidden"],
+                    },
+                },
+            },
+        },
         "categories": {
             "type": "array",
             "items": {

@@ -183,6 +183,15 @@ def safeguard(
             callback=registered("rationale"),
         ),
     ] = None,
+    protect_faces: Annotated[
+        bool,
+        typer.Option(
+            "--protect-faces",
+            help="Keep faces visible where the flip allows: regions over a detected face are "
+            "tried last and dropped first (report key 'protected' says whether one had to be "
+            "obfuscated).",
+        ),
+    ] = False,
 ) -> None:
     """Obfuscate the minimal unsafe regions of each image.
 
@@ -221,6 +230,7 @@ def safeguard(
             device=device,
             batch_size=batch_size,
             rationale=rationale,
+            protect=("faces",) if protect_faces else (),
         )
     except ValueError as exc:
         error(str(exc))
