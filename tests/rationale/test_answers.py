@@ -208,3 +208,46 @@ def test_evidence_is_policy_data_and_the_old_strings_still_work(tmp_path: Path) 
 def test_bad_evidence_is_refused(tmp_path: Path, evidence: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         load_policy(write(tmp_path, evidence))
+
+
+def test_explain_questions_on_the_command_line(tmp_path: Path) -> None:
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from safeview.cli import app
+    from safeview.detectors import DETECTORS
+    from safeview.guards import register_guard
+    from tests.conftest import RedGuard, red_square_image
+
+    register_guard("test-red-explain", lambda device: RedGuard())
+    finger = Detection("middle_finger", 0.91, (0, 0, 40, 40), unsafe=True)
+    DETECTORS.register("test-fingers", lambda: Fake("test-fingers", [finger]))
+    data = json.loads(resources.files("safeview.rationale").joinpath("policy.json").read_text())
+    for category in data["categories"].values():
+        category["guards"] = []
+        for question in category["questions"]:
+            if isinstance(question["evidence"], dict) and "detector" in question["evidence"]:
+                question["evidence"] = {"detector": "test-fingers"}
+    data["categories"]["cyberbullying"]["guards"] = [
+        {"guard": "test-red-explain", "category": "unsafe"}
+    ]
+    policy = tmp_path / "policy.json"
+    policy.write_text(json.dumps(data))
+    image = tmp_path / "red.png"
+    Image.fromarray(red_square_image()).save(image)
+    arguments = ["explain", str(image), "--policy", str(policy), "--questions"]
+    result = CliRunner().invoke(app, arguments)
+    assert result.exit_code == 0, result.output
+    assert "Flagged as cyberbullying by red-square" in result.output
+    assert "found nothing unsafe" not in result.output
+    assert (
+        "- Are there offensive gestures or symbols in the image, such as a middle finger?\n"
+        "  Yes: an extended middle finger (upper left, score 0.91), found by the test-fingers "
+        "detector. [detector]"
+    ) in result.output
+    assert "Not covered: the weapons guard was not run" in result.output
+    as_json = CliRunner().invoke(app, [*arguments, "--json"])
+    answers = {a["id"]: a for a in json.loads(as_json.stdout)["answers"]}
+    assert answers["offensive_gestures"]["verdict"] == "yes"
+    assert answers["offensive_gestures"]["evidence"][0]["detector"] == "test-fingers"
+    assert answers["aggressive_behaviour"]["verdict"] == "not covered"

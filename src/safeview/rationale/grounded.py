@@ -397,9 +397,11 @@ def _detector_sentences(
     """One sentence per detector: the unsafe things it found (worded by label: a body part, a
     gesture, text read) or, when nothing, what it did not find."""
     groups: dict[str, list[dict[str, Any]]] = {name: [] for name in ran}
+    producers = set()
     for item in evidence:
         if item["unsafe"]:
             groups.setdefault(policy.detector_of(item["label"], item["detector"]), []).append(item)
+            producers.add(item["detector"])
     sentences = []
     for name, items in groups.items():
         words = policy.detectors.get(name)
@@ -407,7 +409,7 @@ def _detector_sentences(
         if items:
             parts = "; ".join(describe(e) for e in sorted(items, key=lambda e: -e["score"]))
             sentences.append(f"The {called} found: {parts}.")
-        elif name in ran:
+        elif name not in producers:
             sentences.append(f"The {called} found {words.nothing if words else 'nothing unsafe'}.")
     return sentences
 
