@@ -331,6 +331,16 @@ class Pipeline:
                 heatmap = protect_attribution(heatmap, protected)
         with _timed(timings, "segmentation"):
             labels = segment(working, self.segmenter, attribution=heatmap)
+            # A guard that knows where its evidence lies (a detector guard: the words of a line,
+            # a finger) has each piece cut in as one region: hidden whole, or not at all.
+            pieces = [
+                mask
+                for judge in flagged
+                if callable(getattr(judge.guard, "unsafe_masks", None))
+                for mask in judge.guard.unsafe_masks(working)  # type: ignore[attr-defined]
+            ]
+            if pieces:
+                labels = carve(labels, pieces)
         regions = int(labels.max()) + 1
         if regions > MAX_REGIONS_SEARCHED:
             raise ValueError(
@@ -752,6 +762,18 @@ def _forward_passes(
     }
     passes["total"] = sum(passes.values())
     return passes
+
+
+def carve(labels: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
+    """``labels`` with each mask made one region (later masks over earlier ones), renumbered
+    0..K-1."""
+    carved = labels.astype(np.int64)
+    next_id = int(carved.max()) + 1
+    for mask in masks:
+        carved[mask] = next_id
+        next_id += 1
+    _, compact = np.unique(carved, return_inverse=True)
+    return compact.reshape(labels.shape).astype(labels.dtype)
 
 
 def _accepts(function: Any, keyword: str) -> bool:

@@ -127,3 +127,35 @@ def test_the_detector_guards_are_registered_by_name() -> None:
     assert GUARD_SIZES == {"gesture": 384, "abusive-text": 512, "nudity": 320}
     with pytest.raises(ValueError, match="no detector guard"):
         detector_guard("faces")
+
+
+def test_each_detection_is_one_region_of_the_search(blob_guard: DetectorGuard) -> None:
+    from safeview.pipeline import carve
+
+    image = red_square_image(size=128, square=(40, 40, 32))
+    (mask,) = blob_guard.unsafe_masks(image)
+    ys, xs = np.nonzero(mask)  # the blob's box, padded by a tenth of its side
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (36, 75, 36, 75)
+    labels = np.arange(64).reshape(8, 8).repeat(16, axis=0).repeat(16, axis=1)
+    carved = carve(labels, [mask])
+    assert len(np.unique(carved[mask])) == 1 and int(carved.max()) + 1 == len(np.unique(carved))
+    assert not (carved[~mask] == carved[mask][0]).any()
+    # Mapped through the letterbox: a wide image's blob box lands where the blob is.
+    wide = np.concatenate([image, np.full_like(image, 90)], axis=1)  # 128 x 256
+    (mask,) = blob_guard.unsafe_masks(wide)
+    ys, xs = np.nonzero(mask)
+    assert mask.shape == (128, 256) and 34 <= ys.min() <= 40 and 71 <= xs.max() <= 78
+
+
+def test_detections_of_the_same_image_are_reused() -> None:
+    detector = RedBlobDetector()
+    calls = []
+    detect = detector.detect
+    detector.detect = lambda pixels: calls.append(1) or detect(pixels)  # type: ignore[method-assign]
+    guard = DetectorGuard("red-blobs", detector, size=128)
+    image = red_square_image(size=128, square=(40, 40, 32))
+    scores(guard, [image, image])
+    guard.unsafe_masks(image)
+    assert len(calls) == 1
+    scores(guard, [image[::-1].copy()])
+    assert len(calls) == 2

@@ -9,7 +9,9 @@ obfuscates until the detector no longer fires, verified by the same detector on 
 A detector has no gradients, so FullGrad cannot explain it. The guard brings its own attribution
 (:class:`DetectionMap`, used whatever attribution method is asked for): its unsafe detections'
 boxes (or landmarks' hull, padded) weighted by their scores, slightly smoothed, so the
-attribution-guided superpixels follow them and the search tries them first.
+attribution-guided superpixels follow them and the search tries them first. Its
+:meth:`~DetectorGuard.unsafe_masks` (an optional guard member the pipeline reads) makes each
+detection one region of the search, hidden whole.
 
 The image is *fitted* into the guard's square input (aspect ratio kept, centred on black, as
 :meth:`DetectorGuard.image_window` says), not squashed: text, hands and bodies keep their
@@ -24,6 +26,9 @@ sizes are :data:`GUARD_SIZES`.
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 
 import cv2
@@ -36,6 +41,8 @@ from safeview.io import resize
 
 #: p(unsafe) is kept inside (EPSILON, 1 - EPSILON) so that its logits stay finite.
 EPSILON = 1e-6
+#: Images whose detections a guard keeps (by content).
+_RECENT = 4
 
 #: The input square of each registered detector guard (the image's longer side is fitted to it),
 #: also the shorter side of the search's working copy. Measured on BSDS500 (bench/README.md,
@@ -158,18 +165,60 @@ class DetectorGuard:
         self.labels = labels
         self.input_size = (size, size)
         self.device = select_device(device) if device is not None else torch.device("cpu")
+        self._recent: OrderedDict[bytes, list[Detection]] = OrderedDict()
+        self._lock = threading.Lock()
         self.module = _DetectorModule(self.strongest)
         #: Used whatever attribution method is asked for (a detector has no gradients).
         self.own_attribution = DetectionMap(self)
 
     def unsafe(self, pixels: np.ndarray) -> list[Detection]:
-        """The detections that count, strongest first."""
+        """The detections that count, strongest first. The last few images' detections are
+        kept: attribution and :meth:`unsafe_masks` read the same working image."""
+        pixels = np.ascontiguousarray(pixels)
+        key = hashlib.blake2b(pixels.data, digest_size=16).digest() + repr(pixels.shape).encode()
+        with self._lock:
+            if key in self._recent:
+                self._recent.move_to_end(key)
+                return list(self._recent[key])
         found = [
             d
             for d in self.detector.detect(pixels)
             if d.unsafe and (self.labels is None or d.label in self.labels)
         ]
-        return sorted(found, key=lambda d: -d.score)
+        found.sort(key=lambda d: -d.score)
+        with self._lock:
+            self._recent[key] = found
+            while len(self._recent) > _RECENT:
+                self._recent.popitem(last=False)
+        return list(found)
+
+    def unsafe_masks(self, image: np.ndarray, pad: float = 0.1) -> list[np.ndarray]:
+        """Each unsafe detection on ``image`` (any size; fitted as the guard sees it) as a
+        boolean mask over ``image``: its box, padded by ``pad`` of the box's shorter side (at
+        least a pixel).
+
+        The pipeline cuts each into the search's regions as one region, so that a detection is
+        hidden whole (all the words of a line, the whole finger), never just enough of it for
+        the detector to miss it while a person still sees it."""
+        height, width = image.shape[:2]
+        top, left, bottom, right = self.image_window(height, width)
+        scale_x, scale_y = width / (right - left), height / (bottom - top)
+        masks = []
+        for detection in self.unsafe(self.fitted(image)):
+            x0, y0, x1, y1 = detection.box
+            margin = max(1.0, pad * min(x1 - x0, y1 - y0))
+            mask = np.zeros((height, width), dtype=bool)
+            mask[
+                max(0, int(np.floor((y0 - margin - top) * scale_y))) : min(
+                    height, int(np.ceil((y1 + margin - top) * scale_y))
+                ),
+                max(0, int(np.floor((x0 - margin - left) * scale_x))) : min(
+                    width, int(np.ceil((x1 + margin - left) * scale_x))
+                ),
+            ] = True
+            if mask.any():
+                masks.append(mask)
+        return masks
 
     def strongest(self, pixels: np.ndarray) -> float:
         found = self.unsafe(pixels)
