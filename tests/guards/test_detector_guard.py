@@ -124,7 +124,7 @@ def test_the_detector_guards_are_registered_by_name() -> None:
     from safeview.guards.detector import GUARD_SIZES, detector_guard
 
     assert {"gesture", "abusive-text", "nudity"} <= set(GUARDS.names())
-    assert GUARD_SIZES == {"gesture": 384, "abusive-text": 512, "nudity": 320}
+    assert GUARD_SIZES == {"gesture": 384, "abusive-text": 384, "nudity": 320}
     with pytest.raises(ValueError, match="no detector guard"):
         detector_guard("faces")
 

@@ -46,13 +46,13 @@ _RECENT = 4
 
 #: The input square of each registered detector guard (the image's longer side is fitted to it),
 #: also the shorter side of the search's working copy. Measured on BSDS500 (bench/README.md,
-#: section 11.2): ``abusive-text``: text drawn 18 and 26 px high on the 481 x 321 photographs is
-#: flagged on 20 of 24 renders at 512, 18 at 320, 15 at 224 (OCR time is the same: RapidOCR
-#: scales its input to 736 px anyway); 512 keeps such a photograph at full size, at the cost of
-#: a larger working copy for larger photographs (BASS: about 1.3 s at 768 x 512 against 0.5 s at
-#: 480 x 320). ``gesture``: MediaPipe finds 25 of the 27 hands at 384 (26 at 512, 19 at 256).
-#: ``nudity``: NudeNet reads a 320 px letterbox itself.
-GUARD_SIZES = {"gesture": 384, "abusive-text": 512, "nudity": 320}
+#: section 11.2): ``abusive-text``: of the abusive phrases drawn 18 and 26 px high on the
+#: 481 x 321 photographs, the OCR flags 47 of 48 renders at 384, 46 at 512, 44 at 320 and 43 at
+#: 224 (the same OCR time: RapidOCR scales its input to 736 px anyway); 384 rather than 512
+#: keeps the working copy of a large photograph smaller (BASS: about 0.6 s at 576 x 384 against
+#: 1.3 s at 768 x 512). ``gesture``: MediaPipe finds 25 of the 27 hands at 384 (26 at 512, 19 at
+#: 256). ``nudity``: NudeNet reads a 320 px letterbox itself.
+GUARD_SIZES = {"gesture": 384, "abusive-text": 384, "nudity": 320}
 
 
 def _pixels(x: torch.Tensor) -> list[np.ndarray]:
