@@ -173,12 +173,22 @@ def test_refuses_to_overwrite_the_input(inputs: Path) -> None:
 
 @pytest.mark.slow
 def test_classify_table_and_json(inputs: Path) -> None:
+    # The default: every category of the built-in policy, self_harm not covered.
     result = runner.invoke(app, ["classify", str(inputs / "cat.jpg"), "--json"])
-    assert result.exit_code == 0
+    assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
-    assert set(report["scores_before"]) == {"sfw", "nsfw"}
+    assert set(report["scores_before"]) == {
+        "sexually_explicit",
+        "violence",
+        "weapons",
+        "cyberbullying",
+    }
     assert report["flagged"] is False
-    result = runner.invoke(app, ["classify", str(inputs / "cat.jpg"), str(inputs / "empty.png")])
+    table = runner.invoke(app, ["classify", str(inputs / "cat.jpg")]).stdout
+    assert "policy: default" in table and "(not covered)" in table  # the table wraps lines
+    # One guard: its own scores.
+    one = ["classify", "--guard", "open-nsfw", str(inputs / "cat.jpg"), str(inputs / "empty.png")]
+    result = runner.invoke(app, one)
     assert result.exit_code == 1
     assert "sfw 1.000, nsfw 0.000" in result.stdout and "empty file" in result.stderr
 
