@@ -79,12 +79,19 @@ def draw_text(
 ) -> np.ndarray:
     """``pixels`` with ``text`` in white (a black outline, or none), shrunk to fit 90% of the
     width (as tests/detectors/drawn_text.py draws it)."""
+    return draw_text_box(pixels, text, font=font, size=size, at=at, outline=outline)[0]
+
+
+def draw_text_box(
+    pixels: np.ndarray, text: str, *, font: Path, size: int, at: tuple[float, float], outline: bool
+) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """:func:`draw_text`, and the drawn text's box [x0, y0, x1, y1) (outline included)."""
     image = Image.fromarray(pixels)
     draw = ImageDraw.Draw(image)
     while True:
         face = ImageFont.truetype(str(font), size)
         stroke = max(1, size // 14) if outline else 0
-        left, _, right, bottom = draw.textbbox((0, 0), text, font=face, stroke_width=stroke)
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=face, stroke_width=stroke)
         if right - left <= 0.9 * image.width or size <= 8:
             break
         size -= 2
@@ -98,7 +105,7 @@ def draw_text(
         stroke_width=stroke,
         stroke_fill=(0, 0, 0) if outline else None,
     )
-    return np.asarray(image)
+    return np.asarray(image), (x + left, y + top, x + right, y + bottom)
 
 
 def timed(detector: Any, pixels: np.ndarray) -> tuple[list[Detection], float]:

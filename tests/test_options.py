@@ -143,6 +143,9 @@ def test_batch_records_the_options_as_settings(tmp_path: Path, red_guard: RedGua
 
     options = SafeguardOptions(guard=red_guard, threshold=0.3)
     settings = settings_of(options, viz=True)
-    expected = {k: v for k, v in options.to_dict().items() if k not in ("device", "batch_size")}
+    neutral = ("device", "batch_size", "protect")  # an empty protect: as before it existed
+    expected = {k: v for k, v in options.to_dict().items() if k not in neutral}
     assert settings == {**expected, "viz": True}
     assert settings_of(options.to_dict() | {"guard": red_guard}, viz=True) == settings
+    protected = settings_of(options.replace(protect=("faces",)), viz=True)
+    assert protected == {**settings, "protect": ["faces"]}

@@ -15,7 +15,7 @@ import safeview
 from safeview.guards import register_guard
 from safeview.options import SafeguardOptions
 from safeview.policy import GuardPanel, resolve_policy
-from safeview.report import JSON_SCHEMA, Report
+from safeview.report import JSON_SCHEMA, SCHEMA_VERSION, Report
 from tests.conftest import RedDetector, RedGuard, red_square_image
 
 
@@ -113,7 +113,7 @@ def test_the_joint_search_hides_what_flips_every_category(two_guard_policy: Path
     )
     # The JSON names every category and reads back.
     data = report.to_dict()
-    assert data["schema_version"] == "1.4"
+    assert data["schema_version"] == SCHEMA_VERSION
     assert {c["id"] for c in data["categories"]} == set(by_id)
     assert Report.from_dict(data).categories == report.categories
     assert set(JSON_SCHEMA["properties"]) >= {"policy", "categories"}

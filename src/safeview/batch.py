@@ -293,6 +293,8 @@ def settings_of(
     manifest, and compared on a rerun."""
     every = pipeline_of(options).options.to_dict()
     kept: dict[str, Any] = {k: v for k, v in every.items() if k not in _NEUTRAL_OPTIONS}
+    if not kept.get("protect"):  # as manifests written before the option existed record it
+        kept.pop("protect", None)
     kept["viz"] = bool(viz)
     normalised: dict[str, Any] = json.loads(json.dumps(kept, sort_keys=True, default=str))
     return normalised

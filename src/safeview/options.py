@@ -56,6 +56,9 @@ class SafeguardOptions:
     #: Clips only: sampling, tracking, verification, audio, encoding and caps
     #: (:class:`safeview.video.VideoOptions`).
     video_options: dict[str, Any] = field(default_factory=dict)
+    #: Detectors (by name, e.g. ``("faces",)``) whose detections the search keeps visible where
+    #: the flip allows: tried last, dropped first (see :mod:`safeview.protect`).
+    protect: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in (
@@ -68,6 +71,7 @@ class SafeguardOptions:
             if not isinstance(value, Mapping):
                 raise ValueError(f"{name} must be a mapping, got {type(value).__name__}")
             object.__setattr__(self, name, dict(value))
+        object.__setattr__(self, "protect", _names(self.protect))
         self._validate()
 
     # The order of the checks keeps the messages safeguard() gave before this contract existed.
@@ -99,6 +103,15 @@ class SafeguardOptions:
 
             RATIONALES.check_options(self.rationale, self.rationale_options)
         self.make_video_options()
+        if self.protect:
+            from safeview.detectors import DETECTORS
+
+            for name in self.protect:
+                if name not in DETECTORS:
+                    raise ValueError(
+                        f"protect: unknown detector {name!r} "
+                        f"(available: {', '.join(DETECTORS.names())})"
+                    )
 
     def _validate_policy(self) -> None:
         if self.policy is None:
@@ -224,6 +237,17 @@ class SafeguardOptions:
         return converted
 
 
+def _names(value: Any) -> tuple[str, ...]:
+    """``protect`` as a tuple of names: from a tuple or list, or a comma-separated string."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",")]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ValueError(f"protect must be detector names, got {value!r}")
+    return tuple(dict.fromkeys(v for v in value if v))
+
+
 _NULLABLE = frozenset({"guard", "policy", "working_size", "batch_size", "device", "rationale"})
 _INTS = frozenset({"max_regions", "working_size", "batch_size", "max_pixels"})
 _FLOATS = frozenset({"threshold", "margin"})
@@ -252,6 +276,14 @@ def _convert(name: str, text: str, default: Any) -> Any:
         if lowered in ("0", "false", "no", "off"):
             return False
         raise ValueError(f"{name}: not a boolean: {text[:100]!r}")
+    if isinstance(default, tuple):
+        stripped = text.strip()
+        if stripped.startswith("["):
+            try:
+                return tuple(json.loads(stripped))
+            except (json.JSONDecodeError, TypeError):
+                raise ValueError(f"{name}: not a JSON list: {text[:100]!r}") from None
+        return _names(stripped)
     if isinstance(default, dict):
         try:
             parsed = json.loads(text)

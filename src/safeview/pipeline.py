@@ -37,6 +37,7 @@ from safeview.io import (
 )
 from safeview.options import ON_FAILURE, OnFailure, SafeguardOptions
 from safeview.policy import BoundJudge, GuardPanel, any_flagged, primary
+from safeview.protect import Protection, find_protected, protect_attribution, protected_report
 from safeview.render import Blur, Fill, bind
 from safeview.report import CategoryResult, GuardInfo, InputInfo, Region, Report
 from safeview.segmentation import segment
@@ -150,6 +151,7 @@ class Pipeline:
         self.search = self.options.make_search()
         self.renderer = self.options.make_renderer()
         self._panel: GuardPanel | None = None
+        self._protectors: dict[str, Any] | None = None
         self._lock = threading.Lock()
         self._local = threading.local()
 
@@ -167,6 +169,17 @@ class Pipeline:
                         device=options.device,
                     )
         return self._panel
+
+    @property
+    def protectors(self) -> dict[str, Any]:
+        """The detectors of ``options.protect`` by name, built on first use."""
+        if self._protectors is None:
+            with self._lock:
+                if self._protectors is None:
+                    from safeview.detectors import make_detector
+
+                    self._protectors = {name: make_detector(name) for name in self.options.protect}
+        return self._protectors
 
     @property
     def guard(self) -> Guard:
@@ -312,15 +325,42 @@ class Pipeline:
                 )
                 maps.append(np.clip(one, 0.0, 1.0))
             heatmap = np.max(maps, axis=0)
+        protection = protected = None
+        if self.options.protect:
+            # Protected boxes (faces): ranked last by the search, dropped first by its pruning.
+            with _timed(timings, "protect"):
+                protection = find_protected(loaded.pixels, self.protectors)
+                protected = protection.mask(
+                    height, width, width / loaded.width, height / loaded.height
+                )
+                heatmap = protect_attribution(heatmap, protected)
         with _timed(timings, "segmentation"):
             labels = segment(working, self.segmenter, attribution=heatmap)
+            # A guard that knows where its evidence lies (a detector guard: the words of a line,
+            # a finger) has each piece cut in as one region: hidden whole, or not at all.
+            pieces = [
+                mask
+                for judge in flagged
+                if callable(getattr(judge.guard, "unsafe_masks", None))
+                for mask in judge.guard.unsafe_masks(working)  # type: ignore[attr-defined]
+            ]
+            if pieces:
+                labels = carve(labels, pieces)
         regions = int(labels.max()) + 1
         if regions > MAX_REGIONS_SEARCHED:
             raise ValueError(
                 f"segmenter {self.options.segmenter!r} made {regions} regions, more than the "
                 f"{MAX_REGIONS_SEARCHED} a search may consider: choose fewer or larger segments"
             )
-        return Segmented(working, [width, height], heatmap, labels, attributions=len(maps))
+        return Segmented(
+            working,
+            [width, height],
+            heatmap,
+            labels,
+            attributions=len(maps),
+            protection=protection,
+            protected=protected,
+        )
 
     def _search(
         self, scored: Scored, segmented: Segmented, fmt: str, timings: dict[str, float]
@@ -341,9 +381,13 @@ class Pipeline:
         def flagged(probs: np.ndarray, margin: float) -> np.ndarray:
             return any_flagged(judges, probs, margin)
 
+        extra = {}
+        if segmented.protected is not None and _accepts(self.search, "protected"):
+            extra["protected"] = segmented.protected
+
         def search(*arguments: Any) -> Counterfactual:
             with _timed(timings, "search"):
-                return self.search(*arguments)
+                return self.search(*arguments, **extra)
 
         def render_full(chosen: list[int]) -> Rendered:
             with _timed(timings, "render"):
@@ -557,6 +601,9 @@ class Segmented:
     labels: np.ndarray
     #: Attribution maps computed (one per flagged judge).
     attributions: int = 1
+    #: With ``options.protect``: the protected detections, and their boxes at working size.
+    protection: Protection | None = None
+    protected: np.ndarray | None = None
 
 
 @dataclass
@@ -665,6 +712,17 @@ def _build_report(
             ),
         )
     attribution = options.attribution
+    warnings = list(outcome.warnings)
+    protected = None
+    if segmented is not None and segmented.protection is not None:
+        protected = protected_report(segmented.protection, outcome.mask)
+        if protected["obfuscated"]:
+            hidden = [d for d in protected["detections"] if d["obfuscated"]]
+            warnings.append(
+                f"{len(hidden)} protected region(s) ({', '.join(protected['detectors'])}) had to "
+                f"be obfuscated for the flip: {100 * protected['fraction_hidden']:.0f}% of the "
+                "protected area is hidden"
+            )
     return Report(
         input=_input_info(scored.loaded),
         guard=_guard_info(scored.model, scored.target, scored.lead.threshold),
@@ -685,7 +743,8 @@ def _build_report(
         pruned=options.prune,
         timings=timings,
         error=outcome.error,
-        warnings=list(outcome.warnings),
+        warnings=warnings,
+        protected=protected,
         image=outcome.image,
         mask=outcome.mask,
         encoded=outcome.encoded,
@@ -708,6 +767,29 @@ def _forward_passes(
     }
     passes["total"] = sum(passes.values())
     return passes
+
+
+def carve(labels: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
+    """``labels`` with each mask made one region (later masks over earlier ones), renumbered
+    0..K-1."""
+    carved = labels.astype(np.int64)
+    next_id = int(carved.max()) + 1
+    for mask in masks:
+        carved[mask] = next_id
+        next_id += 1
+    _, compact = np.unique(carved, return_inverse=True)
+    return compact.reshape(labels.shape).astype(labels.dtype)
+
+
+def _accepts(function: Any, keyword: str) -> bool:
+    """Whether ``function`` takes ``keyword`` (by name, or through ``**options``)."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == keyword or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
 
 
 def _failure_message(options: SafeguardOptions, flipped: bool) -> str:

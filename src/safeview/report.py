@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = "1.4"
+SCHEMA_VERSION = "1.5"
 #: Versions :meth:`Report.from_dict` reads (1.1 added ``rationale``; 1.2 ``search``,
 #: ``search_stages`` and ``forward_passes``; 1.3 ``policy`` and ``categories``; 1.4 ``video``,
-#: null for an image).
-READABLE_VERSIONS = frozenset({"1.0", "1.1", "1.2", "1.3", "1.4"})
+#: null for an image; 1.5 ``protected``).
+READABLE_VERSIONS = frozenset({"1.0", "1.1", "1.2", "1.3", "1.4", "1.5"})
 
 
 @dataclass
@@ -224,6 +224,11 @@ class Report:
     #: its verified output frames and unchanged samples, ``obfuscated_fraction`` the mean over
     #: its frames.
     video: VideoInfo | None = None
+    #: With ``protect`` (e.g. faces): the detectors, each protected detection (box, how much of
+    #: it the output hides, whether it had to be obfuscated), whether any had to be
+    #: (``obfuscated``) and the fraction of the protected area hidden. None: nothing protected
+    #: or no search ran.
+    protected: dict[str, Any] | None = None
     # Arrays for Python users; never serialised.
     image: np.ndarray | None = field(default=None, repr=False, compare=False)
     attribution_map: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -373,6 +378,23 @@ JSON_SCHEMA: dict[str, Any] = {
                             "flagged",
                             "scores",
                         ],
+                    },
+                },
+            },
+        },
+        "protected": {
+            "type": ["object", "null"],
+            "required": ["detectors", "found", "obfuscated", "fraction_hidden", "detections"],
+            "properties": {
+                "detectors": {"type": "array", "items": {"type": "string"}},
+                "found": {"type": "integer", "minimum": 0},
+                "obfuscated": {"type": "boolean"},
+                "fraction_hidden": {"type": "number", "minimum": 0, "maximum": 1},
+                "detections": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["detector", "label", "score", "box", "fraction_hidden"],
                     },
                 },
             },

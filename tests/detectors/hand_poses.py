@@ -8,6 +8,8 @@ then rotated in the image, optionally mirrored, scaled and placed.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 # Knuckles (MCP) in units of the palm (|wrist - middle MCP| = 1), and segment lengths.
@@ -109,3 +111,42 @@ def hand_landmarks(
     if noise:
         flat += np.random.default_rng(seed).normal(0.0, noise, flat.shape)
     return flat * palm + np.asarray(centre)
+
+
+#: A skin tone for drawn hands.
+SKIN = (205, 150, 120)
+
+
+def draw_hand(
+    pose: str,
+    *,
+    palm: float = 70.0,
+    centre: tuple[float, float] = (240.0, 250.0),
+    rotation: float = 0.0,
+    size: tuple[int, int] = (400, 480),
+    background: int = 200,
+) -> np.ndarray:
+    """An RGB image (height, width) of a flat drawn hand in ``pose`` on a grey background: the
+    palm a filled polygon, each finger thick rounded strokes along its landmarks, an arm below
+    the wrist. Crude, but MediaPipe finds it (palm-on, palm 70-80 px, rotated up to 25
+    degrees), and its landmarks follow the pose."""
+    import cv2
+
+    height, width = size
+    image = np.full((height, width, 3), background, np.uint8)
+    points = hand_landmarks(pose, palm=palm, centre=centre, rotation=rotation).astype(np.int32)
+    thick = int(palm * 0.22)
+    cv2.fillConvexPoly(image, cv2.convexHull(points[[0, 1, 5, 9, 13, 17]]), SKIN)
+    chains = ([0, 1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16], [17, 18, 19, 20])
+    for chain in chains:
+        for a, b in itertools.pairwise(chain):
+            cv2.line(image, tuple(map(int, points[a])), tuple(map(int, points[b])), SKIN, thick)
+        for c in chain:
+            cv2.circle(image, tuple(map(int, points[c])), thick // 2, SKIN, -1, cv2.LINE_AA)
+    for chain in chains[1:]:  # knuckle creases
+        for c in chain[1:-1]:
+            cv2.circle(image, tuple(map(int, points[c])), 2, (170, 110, 90), -1)
+    image = cv2.GaussianBlur(image, (3, 3), 0)
+    wrist = tuple(map(int, points[0]))
+    cv2.line(image, wrist, (wrist[0], wrist[1] + 150), SKIN, int(palm * 0.7))
+    return np.asarray(image)

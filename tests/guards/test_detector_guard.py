@@ -97,3 +97,65 @@ def test_the_module_keeps_the_batch_on_its_device(blob_guard: DetectorGuard) -> 
     logits = blob_guard.module(x)
     assert logits.device == x.device and logits.dtype == torch.float32
     assert torch.isfinite(logits).all()
+
+
+def test_the_image_is_fitted_not_squashed() -> None:
+    guard = DetectorGuard("red-blobs", RedBlobDetector(), size=128)
+    image = red_square_image(size=128, square=(40, 40, 32))[:64]  # 64 x 128: wide
+    assert guard.image_window(64, 128) == (32, 0, 96, 128)
+    fitted = guard.fitted(image)
+    assert fitted.shape == (128, 128, 3) and not fitted[:32].any() and not fitted[96:].any()
+    np.testing.assert_array_equal(fitted[32:96], image)
+    # The detection map is over the input; mapped back, it lies on the square.
+    from safeview.guards import heatmap_to_image
+
+    heatmap = guard.own_attribution.attribute(guard.preprocess([image]), 1)[0]
+    back = heatmap_to_image(guard, heatmap, 64, 128)
+    assert back.shape == (64, 128) and back[44:60, 44:68].mean() > 0.8
+    squashed = DetectorGuard("red-blobs", RedBlobDetector(), size=128, fit="squash")
+    assert squashed.image_window(64, 128) == (0, 0, 128, 128)
+    assert squashed.fitted(image).shape == (128, 128, 3)
+    with pytest.raises(ValueError, match="fit must be"):
+        DetectorGuard("x", RedBlobDetector(), fit="crop")
+
+
+def test_the_detector_guards_are_registered_by_name() -> None:
+    from safeview.guards import GUARDS
+    from safeview.guards.detector import GUARD_SIZES, detector_guard
+
+    assert {"gesture", "abusive-text", "nudity"} <= set(GUARDS.names())
+    assert GUARD_SIZES == {"gesture": 384, "abusive-text": 384, "nudity": 320}
+    with pytest.raises(ValueError, match="no detector guard"):
+        detector_guard("faces")
+
+
+def test_each_detection_is_one_region_of_the_search(blob_guard: DetectorGuard) -> None:
+    from safeview.pipeline import carve
+
+    image = red_square_image(size=128, square=(40, 40, 32))
+    (mask,) = blob_guard.unsafe_masks(image)
+    ys, xs = np.nonzero(mask)  # the blob's box, padded by a tenth of its side
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (36, 75, 36, 75)
+    labels = np.arange(64).reshape(8, 8).repeat(16, axis=0).repeat(16, axis=1)
+    carved = carve(labels, [mask])
+    assert len(np.unique(carved[mask])) == 1 and int(carved.max()) + 1 == len(np.unique(carved))
+    assert not (carved[~mask] == carved[mask][0]).any()
+    # Mapped through the letterbox: a wide image's blob box lands where the blob is.
+    wide = np.concatenate([image, np.full_like(image, 90)], axis=1)  # 128 x 256
+    (mask,) = blob_guard.unsafe_masks(wide)
+    ys, xs = np.nonzero(mask)
+    assert mask.shape == (128, 256) and 34 <= ys.min() <= 40 and 71 <= xs.max() <= 78
+
+
+def test_detections_of_the_same_image_are_reused() -> None:
+    detector = RedBlobDetector()
+    calls = []
+    detect = detector.detect
+    detector.detect = lambda pixels: calls.append(1) or detect(pixels)  # type: ignore[method-assign]
+    guard = DetectorGuard("red-blobs", detector, size=128)
+    image = red_square_image(size=128, square=(40, 40, 32))
+    scores(guard, [image, image])
+    guard.unsafe_masks(image)
+    assert len(calls) == 1
+    scores(guard, [image[::-1].copy()])
+    assert len(calls) == 2

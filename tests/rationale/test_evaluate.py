@@ -78,10 +78,14 @@ def test_cli_eval_and_explain_offline(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     rationale: dict[str, Any] = json.loads(result.stdout)
-    assert rationale["backend"] == "grounded" and rationale["model"] == "nudenet"
-    assert rationale["text"].startswith("Not flagged: open-nsfw gives sexually explicit p =")
-    # the questions of the guard's category, answered from the detector and the guard
-    assert [a["source"] for a in rationale["answers"]] == ["detector", "guard"]
+    assert rationale["backend"] == "grounded" and rationale["model"] == "nudenet+hands+text"
+    assert rationale["text"].startswith("Not flagged: ")
+    # every question of the policy; the sexual ones answered from the detector and the guards
+    sexual = [a for a in rationale["answers"] if a["category"] == "sexually_explicit"]
+    assert [(a["source"], a["verdict"]) for a in sexual] == [("detector", "no"), ("guard", "no")]
+    assert len(rationale["answers"]) == sum(
+        len(c.questions) for c in load_policy().categories.values()
+    )
     bad = runner.invoke(app, ["explain", str(tmp_path / "missing.png")])
     assert bad.exit_code == 1 and "no such file" in bad.stderr
     no_server = runner.invoke(app, ["explain", str(image), "--backend", "openai"])

@@ -11,7 +11,9 @@ from tests.rationale.conftest import context_for
 
 
 class FakeDetector:
-    name = "fake-detector"
+    """Stands in for NudeNet (the detector the policy's nudity question names)."""
+
+    name = "nudenet"
 
     def __init__(self, found: list[dict[str, Any]]) -> None:
         self.found = found
@@ -41,9 +43,18 @@ def test_rationale_names_attributes_and_positions() -> None:
     ) in rationale.text
     assert "female face" not in rationale.text  # safe parts are evidence, not reasons
     assert rationale.category == "sexually_explicit" and rationale.backend == "grounded"
-    nudity, explicit = rationale.answers
-    assert nudity.source == "detector" and "exposed female breast (upper centre)" in nudity.answer
-    assert explicit.source == "guard" and "p = 0.93" in explicit.answer
+    nudity, explicit = [a for a in rationale.answers if a.category == "sexually_explicit"]
+    assert nudity.source == "detector" and nudity.verdict == "yes"
+    assert nudity.answer.startswith("Yes: exposed female breast (upper centre, score 0.87)")
+    assert [e["label"] for e in nudity.evidence] == ["FEMALE_BREAST_EXPOSED", "BUTTOCKS_EXPOSED"]
+    assert nudity.evidence[0]["detector"] == "nudenet" and nudity.evidence[0]["box"]
+    assert explicit.source == "guard" and explicit.verdict == "yes"
+    assert "p = 0.93" in explicit.answer
+    # Every question of the policy is answered; the ones whose detector did not run say so.
+    questions = sum(len(c.questions) for c in load_policy().categories.values())
+    assert len(rationale.answers) == questions
+    gesture = next(a for a in rationale.answers if a.id == "offensive_gestures")
+    assert gesture.verdict == "not covered" and "did not run" in gesture.answer
 
 
 def test_not_flagged_and_no_evidence() -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from safeview.guards.base import scores
-from safeview.report import JSON_SCHEMA, Report
+from safeview.report import JSON_SCHEMA, SCHEMA_VERSION, Report
 from safeview.video import VideoPipeline, classify_video, safeguard_video
 from tests.conftest import RedGuard
 from tests.video.clips import moving_square_frames, read_clip, write_clip
@@ -78,7 +78,7 @@ def test_the_moving_square_is_hidden_on_every_frame_and_the_rest_is_kept(
     assert video.frames_unchanged == 16 and video.frames_blurred_whole == 0
     assert report.output == str(out) and report.input.format == "MP4"
     data = report.to_dict()
-    assert data["schema_version"] == "1.4"
+    assert data["schema_version"] == SCHEMA_VERSION
     for key in JSON_SCHEMA["required"]:
         assert key in data
     for key in JSON_SCHEMA["properties"]["video"]["required"]:

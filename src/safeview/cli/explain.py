@@ -37,7 +37,12 @@ def explain(
     api_key: ApiKeyOption = None,
     instructblip_checkpoint: CheckpointOption = None,
     questions: Annotated[
-        bool, typer.Option("--questions", help="Also answer the category's moderator questions.")
+        bool,
+        typer.Option(
+            "--questions",
+            help="Also answer every moderator question of the policy: yes / no / not covered, "
+            "citing the detector or guard, its score and where in the image (grounded).",
+        ),
     ] = False,
     guard: Annotated[
         list[str] | None,

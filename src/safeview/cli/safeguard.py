@@ -215,6 +215,15 @@ def safeguard(
             "max_duration (s), max_frames, max_frame_pixels.",
         ),
     ] = None,
+    protect_faces: Annotated[
+        bool,
+        typer.Option(
+            "--protect-faces",
+            help="Keep faces visible where the flip allows: regions over a detected face are "
+            "tried last and dropped first (report key 'protected' says whether one had to be "
+            "obfuscated).",
+        ),
+    ] = False,
 ) -> None:
     """Obfuscate the minimal unsafe regions of each image and video.
 
@@ -256,6 +265,7 @@ def safeguard(
             batch_size=batch_size,
             rationale=rationale,
             video_options=_video_options(audio, video_option or []),
+            protect=("faces",) if protect_faces else (),
         )
     except ValueError as exc:
         error(str(exc))

@@ -23,7 +23,12 @@ from collections.abc import Callable
 
 import numpy as np
 
-from safeview.counterfactual.greedy import Counterfactual, Predict, StillFlagged
+from safeview.counterfactual.greedy import (
+    Counterfactual,
+    Predict,
+    StillFlagged,
+    protected_pixels,
+)
 from safeview.counterfactual.hierarchy import Hierarchy
 
 
@@ -69,6 +74,7 @@ def coarse_to_fine_search(
     max_prune_rounds: int = 4,
     prune_levels: int = 2,
     max_fallbacks: int = 12,
+    protected: np.ndarray | None = None,
 ) -> Counterfactual:
     """Find a small set of fine regions whose obfuscation flips the decision.
 
@@ -97,6 +103,10 @@ def coarse_to_fine_search(
     max_fallbacks:
         At most this many larger candidate sets are offered for full-resolution verification
         (smallest first; the coarse flip is always among them).
+    protected:
+        Optional boolean mask (the fine labels' shape) of pixels to keep visible where the flip
+        allows (a face): pruning drops the units with the most protected pixels first. (Ranking
+        them last is the attribution's job: the pipeline scales it down there.)
     """
     if start_regions < 1:
         raise ValueError(f"start_regions must be >= 1, got {start_regions}")
@@ -105,6 +115,7 @@ def coarse_to_fine_search(
     if fine_budget < 0:
         raise ValueError(f"fine_budget must be >= 0, got {fine_budget}")
     labels = hierarchy.labels
+    shielded = protected_pixels(labels, protected)
     total = float(labels.size)
     sizes = hierarchy.sizes()
     stats = {"images": 0, "batches": 0}
@@ -147,6 +158,7 @@ def coarse_to_fine_search(
                 probs,
                 max_prune_rounds,
                 stats,
+                shielded=shielded,
             )
             larger.extend(chain)
             stages.append(
@@ -252,6 +264,7 @@ def coarse_to_fine_search(
                     chosen_probs,
                     prune_levels,
                     stats,
+                    shielded=shielded,
                 )
                 larger.extend(chain)
         kept = len({int(groups[r]) for r in chosen})
@@ -281,14 +294,16 @@ def _prune(
     max_rounds: int,
     stats: dict[str, int],
     max_set: int = 24,
+    shielded: np.ndarray | None = None,
 ) -> tuple[list[int], np.ndarray, list[list[int]]]:
     """Drop units (lists of fine regions) that are not needed to keep the flip.
 
     Each round scores every leave-one-out subset in one batch; the units whose removal alone keeps
-    the flip are then dropped together, largest first, as far as the flip holds (their cumulative
-    removals scored in a second batch), instead of one per round. Returns the remaining fine
-    regions, their probabilities and every set passed through on the way (each a flip, larger
-    than the result)."""
+    the flip are then dropped together, largest first (with ``shielded``, the protected pixels
+    per fine region: the most protected first, then the largest), as far as the flip holds (their
+    cumulative removals scored in a second batch), instead of one per round. Returns the
+    remaining fine regions, their probabilities and every set passed through on the way (each a
+    flip, larger than the result)."""
 
     def union(kept: list[list[int]]) -> list[int]:
         return sorted(r for unit in kept for r in unit)
@@ -306,7 +321,10 @@ def _prune(
         alone, flags = score([union(units[:i] + units[i + 1 :]) for i in range(len(units))])
         removable = sorted(
             (i for i in range(len(units)) if not flags[i]),
-            key=lambda i: -int(area[units[i]].sum()),
+            key=lambda i: (
+                -float(shielded[units[i]].sum()) if shielded is not None else 0.0,
+                -int(area[units[i]].sum()),
+            ),
         )
         if not removable:
             break

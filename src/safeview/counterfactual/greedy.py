@@ -58,6 +58,19 @@ def region_means(labels: np.ndarray, attribution: np.ndarray) -> tuple[np.ndarra
     return total / np.maximum(count, 1), count
 
 
+def protected_pixels(labels: np.ndarray, protected: np.ndarray | None) -> np.ndarray | None:
+    """Protected pixels per label of a 0..K-1 label map (None without a mask)."""
+    if protected is None:
+        return None
+    if protected.shape != labels.shape:
+        raise ValueError(f"protected {protected.shape} and labels {labels.shape} differ")
+    return np.bincount(
+        labels.ravel(),
+        weights=protected.ravel().astype(np.float64),
+        minlength=int(labels.max()) + 1,
+    )
+
+
 def greedy_search(
     predict: Predict,
     still_flagged: StillFlagged,
@@ -68,6 +81,7 @@ def greedy_search(
     max_regions: int = 10,
     batch_size: int = 4,
     prune: bool = True,
+    protected: np.ndarray | None = None,
 ) -> Counterfactual:
     """Find the shortest attribution-ranked prefix of regions whose obfuscation flips the decision.
 
@@ -90,6 +104,10 @@ def greedy_search(
         4 suits CPUs; raise it on a GPU.
     prune:
         Drop chosen regions that are not needed to keep the flip.
+    protected:
+        Optional boolean mask (labels' shape) of pixels to keep visible where the flip allows
+        (a face): pruning drops the regions with the most protected pixels first. (Ranking them
+        last is the attribution's job: the pipeline scales it down there.)
     """
     if max_regions < 1:
         raise ValueError(f"max_regions must be >= 1, got {max_regions}")
@@ -149,7 +167,7 @@ def greedy_search(
         fallback_sets=[order[:k] for k in range(flipped_at + 1, budget + 1)],
     )
     if prune and len(chosen) > 1:
-        _prune(result, predict, still_flagged, render, labels)
+        _prune(result, predict, still_flagged, render, labels, protected_pixels(labels, protected))
         if result.chosen != result.chosen_unpruned:
             result.fallback_sets.insert(0, list(result.chosen_unpruned))
     return result
@@ -161,8 +179,10 @@ def _prune(
     still_flagged: StillFlagged,
     render: Callable[[np.ndarray], np.ndarray],
     labels: np.ndarray,
+    shielded: np.ndarray | None = None,
 ) -> None:
-    """Remove regions one at a time (largest removable first) while the flip holds.
+    """Remove regions one at a time (largest removable first; with ``shielded``, the protected
+    pixels per region, the most protected first) while the flip holds.
 
     Each round scores every leave-one-out subset in one batch.
     """
@@ -176,7 +196,13 @@ def _prune(
         removable = [i for i in range(len(chosen)) if not flags[i]]
         if not removable:
             break
-        best = max(removable, key=lambda i: result.area[chosen[i]])
+        best = max(
+            removable,
+            key=lambda i: (
+                shielded[chosen[i]] if shielded is not None else 0.0,
+                result.area[chosen[i]],
+            ),
+        )
         result.probabilities = probs[best]
         chosen = subsets[best]
     result.chosen = chosen

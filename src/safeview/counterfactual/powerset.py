@@ -28,11 +28,14 @@ def powerset_search(
     top_n: int = 10,
     batch_size: int = 32,
     max_images: int | None = None,
+    protected: np.ndarray | None = None,
 ) -> Counterfactual:
     """The minimum-area subset of the ``top_n`` highest-attribution regions that flips.
 
     ``max_images`` bounds the cost (None: all 2^top_n - 1 subsets if needed); when it is reached
-    without a flip the search reports no flip.
+    without a flip the search reports no flip. ``protected`` (pixels to keep visible) is accepted
+    for the common interface and not used: the subsets stay in order of area, and the top_n come
+    from the attribution, which the pipeline scales down over protected pixels.
     """
     if not 1 <= top_n <= 20:
         raise ValueError(f"top_n must be in 1..20, got {top_n}")

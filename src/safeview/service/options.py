@@ -36,7 +36,10 @@ REQUEST_OPTIONS = (
     "search",
     "margin",
     "rationale",
+    "protect",
 )
+#: Detectors a request may protect (``protect=faces``); the others cost too much per request.
+REQUEST_PROTECT = ("faces",)
 #: Searches a request may ask for; ``powerset`` costs up to 2^max_regions forward passes.
 REQUEST_SEARCHES = ("coarse-to-fine", "greedy")
 #: The largest ``max_regions`` a request may ask for.
@@ -65,6 +68,14 @@ def request_options(source: Mapping[str, str], settings: Settings) -> tuple[Safe
             )
         if rationale == "instructblip":
             values["rationale_options"] = {"model": settings.instructblip_model}
+    protect = values.get("protect")
+    if protect is not None:
+        unknown = [n for n in str(protect).split(",") if n.strip() not in REQUEST_PROTECT]
+        if unknown:
+            raise _invalid(
+                f"protect: {unknown[0][:100]!r} is not offered here (available: "
+                f"{', '.join(REQUEST_PROTECT)})"
+            )
     search = values.get("search")
     if search is not None and search not in REQUEST_SEARCHES:
         raise _invalid(
@@ -179,6 +190,12 @@ def option_schemas(settings: Settings | None = None) -> dict[str, dict[str, Any]
         "max_regions": {"type": "integer", "minimum": 1, "maximum": MAX_REGIONS},
         "margin": {"type": "number", "minimum": 0, "exclusiveMaximum": 0.5},
         "rationale": {"type": "string", "enum": all_rationales()},
+        "protect": {
+            "type": "string",
+            "enum": list(REQUEST_PROTECT),
+            "description": "keep these detections visible where the flip allows (faces: tried "
+            "last, dropped first); the report's 'protected' says whether one was obfuscated",
+        },
         "viz": {"type": "boolean"},
     }
 
@@ -247,6 +264,7 @@ class PipelineCache:
 __all__ = [
     "MAX_REGIONS",
     "REQUEST_OPTIONS",
+    "REQUEST_PROTECT",
     "REQUEST_SEARCHES",
     "PipelineCache",
     "option_schemas",
