@@ -1,23 +1,28 @@
 """Safe video decoding and metadata-free encoding, with PyAV (which bundles FFmpeg).
 
-Every clip that enters safeview goes through :func:`probe_video` (a regular file within the size
-cap, a container and codec from an allowlist, resolution, duration and frame count within the caps,
-all from the header, before any frame is decoded) and :func:`read_frames` (the caps checked again
-while decoding, a stream that ends early or breaks off named as truncated or corrupt, rotation
-metadata applied to the pixels). Nothing but :class:`VideoInputError` escapes from decoding; its
-message is one line that names the input.
+Every clip that enters safeview goes through :func:`probe_video` (a regular file, or the clip's
+bytes held in memory, within the size cap, a container and codec from an allowlist, resolution,
+duration and frame count within the caps, all from the header, before any frame is decoded) and
+:func:`read_frames` (the caps checked again while decoding, a stream that ends early or breaks off
+named as truncated or corrupt, rotation metadata applied to the pixels). Nothing but
+:class:`VideoInputError` escapes from decoding; its message is one line that names the input. A
+clip given as bytes or a binary file object (:data:`VideoInput`) is demuxed from memory: nothing
+of it is written to disk (the service relies on this).
 
 Every clip that leaves goes through :class:`VideoWriter`: frames are encoded (H.264) into a
 temporary file in the destination folder, which is renamed over the destination only when
 everything is written (:meth:`VideoWriter.commit`); on any error the temporary file is removed, so
-nothing half-written is ever left. The output carries no metadata of the source (title, location,
-creation time, rotation: the pixels are turned upright instead); audio is dropped unless asked for.
+nothing half-written is ever left. Given a writable object (an :class:`io.BytesIO`) instead of a
+path, it encodes an MP4 in memory and hands it over on commit. The output carries no metadata of
+the source (title, location, creation time, rotation: the pixels are turned upright instead);
+audio is dropped unless asked for.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
 import re
 import stat
@@ -26,7 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Protocol
 
 import cv2
 import numpy as np
@@ -67,12 +72,31 @@ ALLOWED_CODECS = frozenset(
 )
 
 
+#: A clip to read: a path, the clip's bytes, or a binary file object (read whole, up to the size
+#: cap; nothing of it is written anywhere).
+VideoInput = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
+
+
+class BinarySink(Protocol):
+    """Where :class:`VideoWriter` hands an output encoded in memory (an :class:`io.BytesIO`)."""
+
+    def write(self, data: bytes, /) -> object: ...
+
+
+#: Where a clip is written: a path (atomically, through a temporary file beside it) or a
+#: :class:`BinarySink` (encoded in memory, as MP4).
+VideoTarget = str | os.PathLike[str] | BinarySink
+
+
 @dataclass
 class VideoSource:
-    """What the header of a clip says, checked against the caps."""
+    """What the header of a clip says, checked against the caps.
+
+    ``path`` is the file; for a clip read from memory it is None and ``data`` holds its bytes.
+    """
 
     name: str
-    path: Path
+    path: Path | None
     container: str
     codec: str
     width: int  # as displayed (rotation applied)
@@ -85,10 +109,20 @@ class VideoSource:
     size_bytes: int
     audio_codec: str | None = None
     notes: list[str] = field(default_factory=list)
+    data: bytes | None = field(default=None, repr=False)
 
     @property
     def fps(self) -> float:
         return float(self.rate)
+
+    @property
+    def origin(self) -> Path | bytes:
+        """What to demux: the clip's bytes when it was read from memory, else its file."""
+        if self.data is not None:
+            return self.data
+        if self.path is None:
+            raise VideoInputError(f"{self.name}: neither a file nor bytes to read")
+        return self.path
 
 
 class Frame:
@@ -166,12 +200,42 @@ def _check_file(path: Path, label: str, max_bytes: int) -> int:
     return int(info.st_size)
 
 
+def _check_bytes(data: bytes, label: str, max_bytes: int) -> int:
+    """The size of a clip held in memory; refuses an empty one or one over the cap."""
+    if not data:
+        raise CorruptVideoError(f"{label}: empty (0 bytes)")
+    if len(data) > max_bytes:
+        raise VideoTooLargeError(
+            f"{label}: {len(data)} bytes exceeds the video size cap of {max_bytes}"
+        )
+    return len(data)
+
+
+def _in_memory(source: VideoInput, max_bytes: int) -> bytes | None:
+    """The clip's bytes when ``source`` is not a path (a file object is read up to one byte
+    past the cap, so that an oversized one is refused without reading it all); else None."""
+    if isinstance(source, bytes):
+        return source
+    if isinstance(source, bytearray | memoryview):
+        return bytes(source)
+    if isinstance(source, str | os.PathLike):
+        return None
+    data = source.read(max_bytes + 1)
+    if not isinstance(data, bytes):
+        raise VideoInputError("a video file object must be opened in binary mode")
+    return data
+
+
 @contextlib.contextmanager
-def _open(path: Path, label: str) -> Iterator[Any]:
+def _open(source: Path | bytes, label: str) -> Iterator[Any]:
+    """The container of a file, or of a clip's bytes (demuxed from memory: no file is made)."""
     import av
 
     try:
-        container = av.open(str(path), metadata_errors="ignore")
+        container = av.open(
+            io.BytesIO(source) if isinstance(source, bytes) else str(source),
+            metadata_errors="ignore",
+        )
     except av.error.InvalidDataError:
         raise UnsupportedVideoError(
             f"{label}: not a recognised video, or truncated before its header ends"
@@ -185,9 +249,11 @@ def _open(path: Path, label: str) -> Iterator[Any]:
 
 
 def probe_video(
-    path: str | os.PathLike[str], options: VideoOptions | None = None, *, name: str | None = None
+    source: VideoInput, options: VideoOptions | None = None, *, name: str | None = None
 ) -> VideoSource:
-    """Read and check the header of the clip at ``path``; decodes no frame.
+    """Read and check the header of the clip at the path ``source``, or of the clip ``source``
+    held in memory (bytes or a binary file object: demuxed from memory, never written to disk);
+    decodes no frame but the first (for its rotation).
 
     Raises
     ------
@@ -196,10 +262,18 @@ def probe_video(
         stream, a codec outside :data:`ALLOWED_CODECS`, or a header that does not parse.
     """
     options = options or VideoOptions()
-    path = Path(path)
-    label = name or str(path)
-    size = _check_file(path, label, options.max_bytes)
-    with _open(path, label) as container:
+    data = _in_memory(source, options.max_bytes)
+    path: Path | None = None
+    origin: Path | bytes
+    if data is None:
+        origin = path = Path(source)  # type: ignore[arg-type]  # a str or PathLike here
+        label = name or str(path)
+        size = _check_file(path, label, options.max_bytes)
+    else:
+        origin = data
+        label = name or "in-memory video"
+        size = _check_bytes(data, label, options.max_bytes)
+    with _open(origin, label) as container:
         if container.format.name not in ALLOWED_CONTAINERS:
             raise UnsupportedVideoError(
                 f"{label}: unsupported container {container.format.name} "
@@ -256,6 +330,7 @@ def probe_video(
             size_bytes=size,
             audio_codec=audio,
             notes=notes,
+            data=data,
         )
 
 
@@ -297,6 +372,14 @@ def _upright(pixels: np.ndarray, rotation: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(pixels, k=rotation // 90))
 
 
+def sha256_source(info: VideoSource) -> str:
+    """The SHA-256 of the clip ``info`` describes: of its bytes in memory, or of its file."""
+    origin = info.origin
+    if isinstance(origin, bytes):
+        return hashlib.sha256(origin).hexdigest()
+    return sha256_file(origin)
+
+
 def sha256_file(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -325,7 +408,7 @@ def read_frames(
     index = -1
     last_time = 0.0
     last_pts: int | None = None
-    with _open(info.path, label) as container:
+    with _open(info.origin, label) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         audio = (
@@ -398,11 +481,17 @@ class VideoWriter:
     Used as a context manager: leaving the block without :meth:`commit` (an exception anywhere)
     removes the temporary file. Frames keep the timestamps given to :meth:`write` (the source's),
     so the frame rate, variable or not, and the duration are kept.
+
+    ``path`` may instead be a :class:`BinarySink` (an :class:`io.BytesIO`): the clip is then
+    encoded in memory as MP4 (without ``+faststart``, which FFmpeg does by reopening the output
+    by name; a player given the whole clip, a blob URL, does not need it), no larger than
+    ``options.max_bytes`` (:class:`VideoOutputError` beyond), and :meth:`commit` hands the whole
+    clip to the sink in one ``write``.
     """
 
     def __init__(
         self,
-        path: str | os.PathLike[str],
+        path: VideoTarget,
         *,
         width: int,
         height: int,
@@ -414,24 +503,39 @@ class VideoWriter:
         import av
 
         options = options or VideoOptions()
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".safeview-", suffix=".tmp", dir=self.path.parent)
-        os.close(fd)
-        self._tmp = Path(tmp)
         self._closed = False
         self.notes: list[str] = []
-        matroska = self.path.suffix.lower() == ".mkv"
+        self._sink: BinarySink | None = None
+        self._buffer: io.BytesIO | None = None
+        self._data: bytes | None = None
+        self._max_bytes = options.max_bytes
+        if not isinstance(path, str | os.PathLike):
+            self._sink = path
+            self.path = Path("memory.mp4")  # a name for messages; nothing is opened by it
+            self._buffer = io.BytesIO()
+            self._tmp: Path | None = None
+        else:
+            self.path = Path(path)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".safeview-", suffix=".tmp", dir=self.path.parent)
+            os.close(fd)
+            self._tmp = Path(tmp)
+        matroska = self._buffer is None and self.path.suffix.lower() == ".mkv"
         try:
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(self._tmp, 0o666 & ~umask)
-            self._container = av.open(
-                str(self._tmp),
-                "w",
-                format="matroska" if matroska else "mp4",
-                options={} if matroska else {"movflags": "+faststart"},
-            )
+            if self._buffer is not None:
+                # In memory: no faststart (FFmpeg would reopen the output by its name).
+                self._container = av.open(self._buffer, "w", format="mp4")
+            else:
+                assert self._tmp is not None
+                umask = os.umask(0)
+                os.umask(umask)
+                os.chmod(self._tmp, 0o666 & ~umask)
+                self._container = av.open(
+                    str(self._tmp),
+                    "w",
+                    format="matroska" if matroska else "mp4",
+                    options={} if matroska else {"movflags": "+faststart"},
+                )
             stream = self._container.add_stream("libx264", rate=rate)
             stream.width, stream.height = width, height
             # 4:2:0 (what every player reads) needs even sizes; odd ones keep every pixel in 4:4:4.
@@ -454,7 +558,11 @@ class VideoWriter:
     def _open_audio_template(self, source: VideoSource) -> None:
         import av
 
-        self._audio_source = av.open(str(source.path), metadata_errors="ignore")
+        origin = source.origin
+        self._audio_source = av.open(
+            io.BytesIO(origin) if isinstance(origin, bytes) else str(origin),
+            metadata_errors="ignore",
+        )
         template = self._audio_source.streams.audio[0]
         try:
             self._audio = self._container.add_stream_from_template(template)
@@ -481,6 +589,7 @@ class VideoWriter:
         frame.time_base = self._time_base
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
+        self._check_size()
 
     def write_frame(self, frame: Frame) -> None:
         """Encode a decoded source frame unchanged (its 4:2:0 planes copied when it has them, so
@@ -497,6 +606,7 @@ class VideoWriter:
         fresh.time_base = self._time_base
         for packet in self._stream.encode(fresh):
             self._container.mux(packet)
+        self._check_size()
 
     def write_audio(self, packet: Any) -> None:
         """Copy one demuxed audio packet unchanged."""
@@ -509,19 +619,48 @@ class VideoWriter:
             raise VideoOutputError(
                 f"cannot copy audio into {self.path.name}: {_one_line(exc)}"
             ) from None
+        self._check_size()
 
-    def finish(self) -> Path:
-        """Flush the encoder and close the temporary file; returns its path, so that the output
-        can be checked before :meth:`commit`."""
+    def _check_size(self) -> None:
+        """In memory, the output may not grow past the size cap (the memory it holds)."""
+        if self._buffer is not None and self._buffer.tell() > self._max_bytes:
+            raise VideoOutputError(
+                f"the safeguarded clip exceeds the video size cap of {self._max_bytes} bytes"
+            )
+
+    def finish(self) -> Path | bytes:
+        """Flush the encoder and close the temporary file; returns its path (in memory: the
+        clip's bytes), so that the output can be checked before :meth:`commit`."""
         if not self._closed:
             for packet in self._stream.encode():
                 self._container.mux(packet)
+            self._check_size()
             self._close()
+            if self._buffer is not None:
+                self._data, self._buffer = self._buffer.getvalue(), None
+                self._check_bytes_written()
+        if self._data is not None:
+            return self._data
+        assert self._tmp is not None
         return self._tmp
 
+    def _check_bytes_written(self) -> None:
+        if self._data is not None and len(self._data) > self._max_bytes:
+            raise VideoOutputError(
+                f"the safeguarded clip exceeds the video size cap of {self._max_bytes} bytes"
+            )
+
     def commit(self) -> None:
-        """Finish, and rename the temporary file over ``path`` (atomically)."""
+        """Finish, and rename the temporary file over ``path`` (atomically); in memory, hand
+        the clip to the sink."""
         self.finish()
+        if self._sink is not None:
+            assert self._data is not None
+            self._sink.write(self._data)
+            self._data = None
+            self._sink = None
+            return
+        assert self._tmp is not None
         with open(self._tmp, "rb+") as handle:
             os.fsync(handle.fileno())
         os.replace(self._tmp, self.path)
@@ -538,29 +677,35 @@ class VideoWriter:
     def _discard(self) -> None:
         with contextlib.suppress(Exception):
             self._close()
-        with contextlib.suppress(OSError):
-            self._tmp.unlink()
+        self._buffer = self._data = None
+        if self._tmp is not None:
+            with contextlib.suppress(OSError):
+                self._tmp.unlink()
 
     def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, kind: object, value: object, traceback: object) -> None:
-        if self._tmp.exists():
+        if (self._tmp is not None and self._tmp.exists()) or self._sink is not None:
             self._discard()
 
 
 __all__ = [
     "ALLOWED_CODECS",
     "ALLOWED_CONTAINERS",
+    "BinarySink",
     "CorruptVideoError",
     "Frame",
     "UnsupportedVideoError",
+    "VideoInput",
     "VideoInputError",
     "VideoOutputError",
     "VideoSource",
+    "VideoTarget",
     "VideoTooLargeError",
     "VideoWriter",
     "probe_video",
     "read_frames",
     "sha256_file",
+    "sha256_source",
 ]

@@ -45,11 +45,13 @@ from safeview.render import Blur, Fill
 from safeview.report import InputInfo, Report, VideoInfo, VideoSegment, VideoSpan
 from safeview.video.codec import (
     Frame,
+    VideoInput,
     VideoSource,
+    VideoTarget,
     VideoWriter,
     probe_video,
     read_frames,
-    sha256_file,
+    sha256_source,
 )
 from safeview.video.formats import output_extension
 from safeview.video.options import VideoOptions
@@ -412,7 +414,7 @@ class VideoPipeline:
     # -- pass 1 -------------------------------------------------------------------------------
 
     def analyse(
-        self, source: str | os.PathLike[str], *, name: str | None = None,
+        self, source: VideoInput, *, name: str | None = None,
         progress: Progress | None = None,
     ) -> Analysis:  # fmt: skip
         """Decode every frame, find the cuts, classify the samples, and find the flagged spans."""
@@ -462,7 +464,7 @@ class VideoPipeline:
         )
         self._analysis = Analysis(
             source=info,
-            sha256=sha256_file(info.path),
+            sha256=sha256_source(info),
             times=times,
             cuts=cuts,
             samples=samples,
@@ -473,7 +475,7 @@ class VideoPipeline:
         return self._analysis
 
     def classify(
-        self, source: str | os.PathLike[str], *, name: str | None = None,
+        self, source: VideoInput, *, name: str | None = None,
         progress: Progress | None = None,
     ) -> Report:  # fmt: skip
         """Score the clip's samples; the Report's ``video.segments`` give the scores per
@@ -488,15 +490,17 @@ class VideoPipeline:
 
     def safeguard(
         self,
-        source: str | os.PathLike[str],
-        output: str | os.PathLike[str],
+        source: VideoInput,
+        output: VideoTarget,
         *,
         name: str | None = None,
         progress: Progress | None = None,
         on_frame: OnFrame | None = None,
     ) -> Report:
         """Write the safeguarded clip to ``output`` (atomically: a temporary file in its folder,
-        renamed when verified) and return its Report. See :func:`safeguard_video`."""
+        renamed when verified; or, given a :class:`~io.BytesIO`, into it, encoded in memory) and
+        return its Report. ``source`` is a path or the clip in memory (bytes or a binary file
+        object, never written to disk). See :func:`safeguard_video`."""
         self.timings = {}
         started = time.perf_counter()
         analysis = self.analyse(source, name=name, progress=progress)
@@ -523,7 +527,8 @@ class VideoPipeline:
                 break
         seconds = time.perf_counter() - started
         self.timings["total"] = round(seconds, 6)
-        report = self._report(analysis, runs=runs, output=str(output), seconds=seconds)
+        written = str(output) if isinstance(output, str | os.PathLike) else None
+        report = self._report(analysis, runs=runs, output=written, seconds=seconds)
         report.input.notes.extend(notes)
         if forced:
             report.warnings.append(
@@ -531,7 +536,7 @@ class VideoPipeline:
             )
         return report
 
-    def _writer(self, info: VideoSource, output: str | os.PathLike[str]) -> VideoWriter:
+    def _writer(self, info: VideoSource, output: VideoTarget) -> VideoWriter:
         copy = self.video.audio == "copy" and info.audio_codec is not None
         return VideoWriter(
             output,
@@ -587,7 +592,7 @@ class VideoPipeline:
         return runs
 
     def _check_encoded(
-        self, path: Path, runs: list[_SpanRun], progress: Progress | None
+        self, path: Path | bytes, runs: list[_SpanRun], progress: Progress | None
     ) -> set[int]:
         """Decode the written file and score the frames verified before encoding; the spans
         (by index) with a frame that still flags once encoded."""
@@ -690,7 +695,12 @@ class VideoPipeline:
             timings=dict(self.timings),
             output=output,
             warnings=warnings,
-            output_format=(output_extension(info.path).lstrip(".").upper() if output else None),
+            output_format=(
+                # in memory (no output path): always MP4
+                output_extension((info.path or output) if output else "").lstrip(".").upper()
+                if safeguarded
+                else None
+            ),
             video=VideoInfo(
                 container=container,
                 codec=info.codec,
@@ -699,7 +709,7 @@ class VideoPipeline:
                 duration=round(analysis.end_time(analysis.frames - 1) - analysis.times[0], 6),
                 width=info.width,
                 height=info.height,
-                output_codec="h264" if output else None,
+                output_codec="h264" if safeguarded else None,
                 rotation=info.rotation,
                 variable_frame_rate=analysis.variable_rate,
                 audio="none"
@@ -836,8 +846,8 @@ def _max_scores(scores: list[dict[str, float]]) -> dict[str, float]:
 
 
 def safeguard_video(
-    source: str | os.PathLike[str],
-    output: str | os.PathLike[str],
+    source: VideoInput,
+    output: VideoTarget,
     options: SafeguardOptions | Mapping[str, Any] | None = None,
     *,
     name: str | None = None,
@@ -876,7 +886,7 @@ def safeguard_video(
 
 
 def classify_video(
-    source: str | os.PathLike[str],
+    source: VideoInput,
     options: SafeguardOptions | Mapping[str, Any] | None = None,
     *,
     name: str | None = None,
