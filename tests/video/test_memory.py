@@ -36,7 +36,8 @@ def test_bytes_and_file_objects_probe_and_decode_as_the_file_does(clip: Path) ->
         assert info.size_bytes == len(data) and info.audio_codec == "aac"
     memory = [f.pixels for f in read_frames(probe_video(data))]
     disk = [f.pixels for f in read_frames(on_disk)]
-    assert len(memory) == 20 and all(np.array_equal(a, b) for a, b in zip(memory, disk))
+    assert len(memory) == 20
+    assert all(np.array_equal(a, b) for a, b in zip(memory, disk, strict=True))
 
 
 def test_bad_bytes_fail_as_bad_files_do(clip: Path) -> None:

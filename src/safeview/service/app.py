@@ -2,16 +2,21 @@
 
 Routes: ``POST /v1/moderations`` (the OpenAI moderation API's shape, image inputs as data URLs),
 ``POST /v1/safeguard`` (raw image body or multipart; the Report as JSON with the obfuscated image,
-or the image alone with ``Accept: image/jpeg``), ``GET /healthz``, ``GET /readyz``, ``GET /config``,
-``GET /`` (the review page) and the OpenAPI spec at ``/openapi.json`` (no Swagger UI: its assets
-would come from a CDN).
+or the image alone with ``Accept: image/jpeg``), ``POST /v1/safeguard/video`` (the same for a clip:
+the Report, with its spans, and the obfuscated clip as base64 MP4, or the MP4 alone with
+``Accept: video/mp4``; decoded and encoded in memory), ``GET /healthz``, ``GET /readyz``,
+``GET /config``, ``GET /`` (the review page) and the OpenAPI spec at ``/openapi.json`` (no
+Swagger UI: its assets would come from a CDN).
 
 Hardening: one bad request fails alone with a JSON error ``{"error": {"code", "message"}}``; bad
 input never yields a 500. The body is read into memory by us with a size cap, a read deadline and a
 cap on the bytes held by all in-flight bodies (Starlette would spool multipart file parts over
 1 MiB to disk, and an original must never touch the disk); JSON and multipart bodies are parsed in
 a worker thread, with limits on inputs, parts and nesting; the image type is sniffed from its bytes
-against an allowlist and a pixel budget applies. Concurrency is bounded (429 when the queue is
+against an allowlist and a pixel budget applies. A video upload is never written to disk: it is
+demuxed from memory, its size capped while it streams in and its duration, frame count and frame
+size checked from the container's header before any frame is decoded (again while decoding); its
+output is encoded in memory, within the same size cap. Concurrency is bounded (429 when the queue is
 full); a request past its deadline gets a 503 and its work is *stopped* (a forward-pre-hook on the
 guard module raises :class:`~safeview.service.cancel.Cancelled` at the next batch): its slot is
 freed only once the work has stopped. Backends that load models (``rationale=instructblip``) and
@@ -31,6 +36,12 @@ decoded image pixels            SAFEVIEW_MAX_PIXELS         40,000,000 (413)
 images per moderation request   SAFEVIEW_MAX_INPUTS         16 (413)
 multipart parts                 SAFEVIEW_MAX_PARTS          16, no nesting (413 / 400)
 request deadline (queue + work) SAFEVIEW_TIMEOUT_S          60 s (503; the work is stopped)
+video request body size         SAFEVIEW_MAX_VIDEO_BYTES    32 MiB (413; 0: no video route;
+                                                            within MAX_INFLIGHT_BYTES)
+video duration                  SAFEVIEW_MAX_VIDEO_SECONDS  60 s (413)
+video frames                    SAFEVIEW_MAX_VIDEO_FRAMES   3600 (413)
+video frame size (pixels)       SAFEVIEW_MAX_VIDEO_PIXELS   1920 x 1080 (413)
+video deadline (queue + work)   SAFEVIEW_VIDEO_TIMEOUT_S    600 s (503; the work is stopped)
 requests running at once        SAFEVIEW_MAX_CONCURRENCY    2
 requests waiting                SAFEVIEW_MAX_QUEUE          16 (429 beyond)
 attributions from requests      SAFEVIEW_ATTRIBUTIONS       fullgrad,gradcam,gradcam++,xgradcam
@@ -82,7 +93,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from safeview.io import ImageInputError
 from safeview.options import SafeguardOptions
 from safeview.service.cancel import checkpoint, watch_module
-from safeview.service.errors import ServiceError, error_response, errors, image_error
+from safeview.service.errors import (
+    ServiceError,
+    error_response,
+    errors,
+    image_error,
+    video_error,
+)
 from safeview.service.headers import SecurityHeaders, review_page_csp
 from safeview.service.limits import BodyBudget, Limiter, _Held, read_body
 from safeview.service.moderation import (
@@ -92,12 +109,20 @@ from safeview.service.moderation import (
     parse_moderation,
 )
 from safeview.service.multipart import MultipartError, parse_form
-from safeview.service.options import PipelineCache, request_options, safeguard_extra
+from safeview.service.options import (
+    REQUEST_VIDEO_OPTIONS,
+    PipelineCache,
+    request_options,
+    safeguard_extra,
+    safeguard_video_extra,
+    video_request_options,
+)
 from safeview.service.settings import Settings
 
 if TYPE_CHECKING:
     from safeview.guards import Guard
     from safeview.pipeline import Pipeline
+    from safeview.report import Report
 
 #: Distinct request options whose built pipelines are kept.
 PIPELINE_CACHE_SIZE = 8
@@ -107,6 +132,12 @@ def parse_multipart(
     body: bytes, content_type: str, max_parts: int = 16
 ) -> tuple[bytes | None, dict[str, str]]:
     """(the ``file`` or ``image`` part, the other fields) of an in-memory multipart body."""
+    return _parse_multipart(body, content_type, max_parts, ("file", "image"))
+
+
+def _parse_multipart(
+    body: bytes, content_type: str, max_parts: int, file_fields: tuple[str, ...]
+) -> tuple[bytes | None, dict[str, str]]:
     try:
         parts = parse_form(body, content_type, max_parts=max_parts)
     except MultipartError as exc:
@@ -115,7 +146,7 @@ def parse_multipart(
     image: bytes | None = None
     fields: dict[str, str] = {}
     for name, payload in parts:
-        if name in ("file", "image"):
+        if name in file_fields:
             image = payload
         else:
             fields[name] = payload.decode("utf-8", errors="replace")
@@ -131,6 +162,19 @@ _SAFEGUARD_OK: dict[int | str, dict[str, Any]] = {
             "image/png": {"schema": {"type": "string", "format": "binary"}},
             "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
             "image/webp": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+_SAFEGUARD_VIDEO_OK: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The report (spans with their time ranges, categories, scores before "
+        "and after, stretches blurred whole) with the obfuscated clip (base64 MP4), or with "
+        "``Accept: video/mp4`` the clip itself",
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "video/mp4": {"schema": {"type": "string", "format": "binary"}},
         },
     }
 }
@@ -229,14 +273,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise ServiceError(503, "not_ready", detail)
 
     @asynccontextmanager
-    async def request_body(request: Request) -> AsyncIterator[bytes]:
-        """The body, counted against the in-flight budget until the request is answered."""
+    async def request_body(request: Request, limit: int | None = None) -> AsyncIterator[bytes]:
+        """The body (at most ``limit`` bytes, default ``max_body_bytes``), counted against the
+        in-flight budget until the request is answered."""
         held = _Held()
         budget: BodyBudget = state["bodies"]
         try:
             yield await read_body(
                 request,
-                settings.max_body_bytes,
+                settings.max_body_bytes if limit is None else limit,
                 timeout=settings.body_timeout_s,
                 budget=budget,
                 held=held,
@@ -291,6 +336,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "attributions": list(settings.attributions),
             "rationales": list(settings.rationales),
             "api_key_required": bool(settings.api_key),
+            "video": {
+                "route": "/v1/safeguard/video",
+                "max_bytes": settings.video_body_limit,
+                "max_seconds": settings.max_video_seconds,
+                "max_frames": settings.max_video_frames,
+                "max_frame_pixels": settings.max_video_pixels,
+                "timeout_s": settings.video_timeout_s,
+                "options": list(REQUEST_VIDEO_OPTIONS),
+            }
+            if settings.max_video_bytes > 0
+            else None,
         }
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
@@ -393,7 +449,114 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             }
         )
 
+    @app.post(
+        "/v1/safeguard/video",
+        summary="Obfuscate what the guards flag in a video clip",
+        openapi_extra=safeguard_video_extra(settings),
+        responses={
+            **_SAFEGUARD_VIDEO_OK,
+            **errors(400, 401, 404, 408, 413, 415, 422, 429, 503),
+        },
+    )
+    async def safeguard_video_route(request: Request) -> Response:
+        """The clip is held in memory only (never written to disk); its size is capped while
+        it streams in, its header checked against the caps before any frame is decoded; the
+        work runs in a worker slot, stopped at ``SAFEVIEW_VIDEO_TIMEOUT_S``."""
+        authorise(request)
+        if settings.max_video_bytes <= 0:
+            raise ServiceError(404, "not_found", "video is turned off on this server")
+        require_ready()
+        async with request_body(request, settings.video_body_limit) as body:
+            content_type = request.headers.get("content-type", "")
+            fields: dict[str, str] = dict(request.query_params)
+            if content_type.lower().startswith("multipart/"):
+                clip, form = await run_in_threadpool(
+                    _parse_multipart, body, content_type, settings.max_parts, ("file", "video")
+                )
+                fields.update(form)
+                if clip is None:
+                    raise ServiceError(400, "bad_request", "multipart body has no 'file' part")
+            else:
+                clip = body
+            del body
+            if not clip:
+                raise ServiceError(400, "invalid_video", "empty body: send the video bytes")
+            options = await run_in_threadpool(video_request_options, fields, settings)
+            # The header against the caps now, before waiting for a worker or decoding a frame.
+            await run_in_threadpool(_probe_video, clip, options)
+            report, output = await state["limiter"].run(
+                settings.video_timeout_s, _safeguard_video_work, clip, options
+            )
+            del clip
+        assert report.video is not None
+        if request.headers.get("accept", "").startswith("video/"):
+            return Response(
+                output,
+                media_type="video/mp4",
+                headers={
+                    "X-Safeview-Flagged": str(report.flagged).lower(),
+                    "X-Safeview-Success": str(report.success).lower(),
+                    "X-Safeview-Obfuscated-Fraction": f"{report.obfuscated_fraction:.4f}",
+                    "X-Safeview-Spans": str(len(report.video.spans)),
+                },
+            )
+        return JSONResponse(
+            {
+                "report": report.to_dict(),
+                "video": base64.b64encode(output).decode("ascii"),
+                "video_media_type": "video/mp4",
+            }
+        )
+
     return app
+
+
+class _Sink:
+    """Receives the encoded clip from the video writer: the bytes, not a copy of them."""
+
+    def __init__(self) -> None:
+        self.data = b""
+
+    def write(self, data: bytes, /) -> int:
+        self.data = bytes(data)  # a bytes object is kept as it is
+        return len(data)
+
+
+def _probe_video(clip: bytes, options: SafeguardOptions) -> None:
+    """The clip's header against the caps, from memory (in a worker thread)."""
+    from safeview.video.codec import VideoInputError, probe_video
+
+    try:
+        probe_video(clip, options.make_video_options(), name="upload")
+    except VideoInputError as exc:
+        raise video_error(exc) from None
+
+
+def _progress(_stage: str, _done: int, _total: int) -> None:
+    checkpoint()  # every frame decoded: a clip past its deadline stops between frames too
+
+
+def _safeguard_video_work(clip: bytes, options: SafeguardOptions) -> tuple[Report, bytes]:
+    """The video request's work, in a limiter thread: from memory into memory; cancellable
+    between frames and before every forward pass."""
+    from safeview.video.codec import VideoInputError, VideoOutputError
+    from safeview.video.pipeline import VideoPipeline, VideoSearchFailedError
+
+    sink = _Sink()
+    try:
+        pipeline = VideoPipeline(options)
+        watch_guards(pipeline.pipeline.guards)
+        report = pipeline.safeguard(clip, sink, name="upload", progress=_progress)
+    except VideoInputError as exc:
+        raise video_error(exc) from None
+    except VideoSearchFailedError as failed:
+        extra = {"report": failed.report.to_dict()} if failed.report is not None else {}
+        raise ServiceError(422, "search_failed", str(failed), **extra) from None
+    except VideoOutputError as exc:
+        raise ServiceError(422, "video_output_failed", str(exc)) from None
+    except ValueError as exc:
+        raise ServiceError(422, "invalid_option", str(exc)) from None
+    return report, sink.data
 
 
 def _safeguard_work(
@@ -411,6 +574,12 @@ def _safeguard_work(
         watch_guards(pipeline.guards)
         report = pipeline.safeguard(image, name="upload")
     except ImageInputError as exc:
+        from safeview.video.formats import looks_like_video
+
+        if exc.http_status == 415 and looks_like_video(image[:12]):
+            raise ServiceError(
+                415, "unsupported_media_type", "a video: send it to POST /v1/safeguard/video"
+            ) from None
         raise image_error(exc) from None
     except SearchFailedError as failed:
         report = failed.report

@@ -44,6 +44,14 @@ def image_error(exc: ImageInputError) -> ServiceError:
     return ServiceError(status, code, str(exc))
 
 
+def video_error(exc: ImageInputError) -> ServiceError:
+    """A video's error by its type: 413 over a cap, 415 not a container or codec we read, 422
+    recognised but not decodable (truncated, corrupt), 400 otherwise."""
+    status = exc.http_status
+    code = {413: "video_too_large", 415: "unsupported_media_type"}.get(status, "invalid_video")
+    return ServiceError(status, code, str(exc))
+
+
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["error"],
@@ -59,12 +67,14 @@ ERROR_SCHEMA: dict[str, Any] = {
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     why = {
-        400: "Malformed request (bad JSON, bad multipart, invalid image or data URL)",
+        400: "Malformed request (bad JSON, bad multipart, invalid image or data URL, empty body)",
         401: "Missing or wrong API key",
+        404: "Video is turned off on this server (SAFEVIEW_MAX_VIDEO_BYTES=0)",
         408: "The body was not received in time",
-        413: "Body, image, input count or part count over its limit",
-        415: "Not a supported image type",
-        422: "Invalid option or request field, or no flip found",
+        413: "Body, image, video (size, duration, frames, frame size), input count or part "
+        "count over its limit",
+        415: "Not a supported image type, video container or video codec",
+        422: "Invalid option or request field, no flip found, or a truncated or corrupt video",
         429: "Queue full: retry later",
         502: "The rationale backend failed",
         503: "Timed out, models still loading, or too many bodies in flight",
@@ -78,4 +88,11 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-__all__ = ["ERROR_SCHEMA", "ServiceError", "error_response", "errors", "image_error"]
+__all__ = [
+    "ERROR_SCHEMA",
+    "ServiceError",
+    "error_response",
+    "errors",
+    "image_error",
+    "video_error",
+]

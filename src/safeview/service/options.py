@@ -44,6 +44,9 @@ REQUEST_PROTECT = ("faces",)
 REQUEST_SEARCHES = ("coarse-to-fine", "greedy")
 #: The largest ``max_regions`` a request may ask for.
 MAX_REGIONS = 20
+#: The video options (:class:`~safeview.video.VideoOptions`) a video request may set, as plain
+#: fields; the caps are the operator's (``SAFEVIEW_MAX_VIDEO_*``), the encoder's settings too.
+REQUEST_VIDEO_OPTIONS = ("sample_every", "key_every", "verify_every", "audio")
 
 
 def _invalid(message: str) -> ServiceError:
@@ -101,6 +104,29 @@ def request_options(source: Mapping[str, str], settings: Settings) -> tuple[Safe
     _check_cost(options.segmenter_options)
     viz = source.get("viz", "").lower() in ("1", "true", "yes")
     return options, viz
+
+
+def video_request_options(source: Mapping[str, str], settings: Settings) -> SafeguardOptions:
+    """The options of a video request: those of an image request (:func:`request_options`)
+    and the :data:`REQUEST_VIDEO_OPTIONS`, with the server's caps; ``rationale`` and ``viz``
+    are images' only (a 422)."""
+    for name in ("rationale", "viz"):
+        if source.get(name) not in (None, "", "false", "0", "no"):
+            raise _invalid(f"{name}: not offered for videos")
+    options, _viz = request_options(source, settings)
+    video: dict[str, Any] = {
+        key: source[key] for key in REQUEST_VIDEO_OPTIONS if source.get(key) not in (None, "")
+    }
+    video.update(
+        max_bytes=max(1, settings.video_body_limit),
+        max_duration=settings.max_video_seconds,
+        max_frames=settings.max_video_frames,
+        max_frame_pixels=settings.max_video_pixels,
+    )
+    try:
+        return options.replace(video_options=video)
+    except ValueError as exc:
+        raise _invalid(str(exc)) from None
 
 
 def _choose_judges(values: dict[str, Any], settings: Settings) -> None:
@@ -200,6 +226,65 @@ def option_schemas(settings: Settings | None = None) -> dict[str, dict[str, Any]
     }
 
 
+def video_option_schemas(settings: Settings | None = None) -> dict[str, dict[str, Any]]:
+    """The OpenAPI schema of each option of a video request."""
+    from safeview.video.options import AUDIO_MODES
+
+    schemas = {
+        name: schema
+        for name, schema in option_schemas(settings).items()
+        if name not in ("rationale", "viz")
+    }
+    schemas.update(
+        sample_every={
+            "type": "integer",
+            "minimum": 1,
+            "description": "every N-th frame is scored (and each shot's first and the last)",
+        },
+        key_every={
+            "type": "integer",
+            "minimum": 1,
+            "description": "in a flagged span, the search runs on every K-th frame",
+        },
+        verify_every={
+            "type": "integer",
+            "minimum": 1,
+            "description": "in a flagged span, every V-th output frame is scored again",
+        },
+        audio={"type": "string", "enum": list(AUDIO_MODES)},
+    )
+    return schemas
+
+
+def safeguard_video_extra(settings: Settings | None = None) -> dict[str, Any]:
+    """The OpenAPI parameters and request body of ``POST /v1/safeguard/video``."""
+    schemas = video_option_schemas(settings)
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    return {
+        "parameters": [
+            {"name": name, "in": "query", "required": False, "schema": schema}
+            for name, schema in schemas.items()
+        ],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": binary,
+                "video/*": binary,
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["file"],
+                        "properties": {
+                            "file": {"type": "string", "format": "binary"},
+                            **schemas,
+                        },
+                    }
+                },
+            },
+        },
+    }
+
+
 def safeguard_extra(settings: Settings | None = None) -> dict[str, Any]:
     """The OpenAPI parameters and request body of ``POST /v1/safeguard``."""
     schemas = option_schemas(settings)
@@ -266,8 +351,12 @@ __all__ = [
     "REQUEST_OPTIONS",
     "REQUEST_PROTECT",
     "REQUEST_SEARCHES",
+    "REQUEST_VIDEO_OPTIONS",
     "PipelineCache",
     "option_schemas",
     "request_options",
     "safeguard_extra",
+    "safeguard_video_extra",
+    "video_option_schemas",
+    "video_request_options",
 ]

@@ -77,6 +77,14 @@ class Settings:
     attributions: tuple[str, ...] = DEFAULT_ATTRIBUTIONS
     rationales: tuple[str, ...] = ("grounded",)
     instructblip_model: str | None = None
+    #: Video uploads (``POST /v1/safeguard/video``): the body's size (0: no video route), and
+    #: the caps checked from the container's header before any frame is decoded, and again
+    #: while decoding: seconds, frames, pixels per frame; the deadline of a clip's work.
+    max_video_bytes: int = 32 * 1024 * 1024
+    max_video_seconds: float = 60.0
+    max_video_frames: int = 3600
+    max_video_pixels: int = 1920 * 1080
+    video_timeout_s: float = 600.0
     extra: dict[str, Any] = field(default_factory=dict)
     #: The policies requests may name (the built-in one and the operator's), loaded once.
     _policies: dict[str, Policy] = field(init=False, repr=False, default_factory=dict)
@@ -90,6 +98,11 @@ class Settings:
         unknown = [r for r in self.rationales if r not in all_rationales()]
         if unknown:
             raise ValueError(f"SAFEVIEW_RATIONALES: unknown {', '.join(unknown)}")
+        for name in ("max_video_seconds", "max_video_frames", "max_video_pixels"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"SAFEVIEW_{name.upper()} must be > 0")
+        if self.max_video_bytes < 0 or self.video_timeout_s <= 0:
+            raise ValueError("SAFEVIEW_MAX_VIDEO_BYTES must be >= 0, SAFEVIEW_VIDEO_TIMEOUT_S > 0")
         if "instructblip" in self.rationales and not (
             self.instructblip_model and os.path.isdir(self.instructblip_model)
         ):
@@ -123,6 +136,12 @@ class Settings:
             raise ValueError(f"SAFEVIEW_POLICY: {source}: no category has a guard")
         # Named by its stem: reports and responses never show the server's paths.
         self._policies[name] = dataclasses.replace(loaded, name=name)
+
+    @property
+    def video_body_limit(self) -> int:
+        """The largest video request body: ``max_video_bytes``, within the bytes all in-flight
+        bodies may hold (a larger body could never be taken: 413, not a 503 forever)."""
+        return min(self.max_video_bytes, self.max_inflight_bytes)
 
     @property
     def policies(self) -> tuple[str, ...]:
@@ -203,6 +222,11 @@ class Settings:
             attributions=_csv(env.get("SAFEVIEW_ATTRIBUTIONS", ",".join(DEFAULT_ATTRIBUTIONS))),
             rationales=_csv(env.get("SAFEVIEW_RATIONALES", "grounded")),
             instructblip_model=env.get("SAFEVIEW_INSTRUCTBLIP_MODEL") or None,
+            max_video_bytes=int(env.get("SAFEVIEW_MAX_VIDEO_BYTES", 32 * 1024 * 1024)),
+            max_video_seconds=float(env.get("SAFEVIEW_MAX_VIDEO_SECONDS", 60.0)),
+            max_video_frames=int(env.get("SAFEVIEW_MAX_VIDEO_FRAMES", 3600)),
+            max_video_pixels=int(env.get("SAFEVIEW_MAX_VIDEO_PIXELS", 1920 * 1080)),
+            video_timeout_s=float(env.get("SAFEVIEW_VIDEO_TIMEOUT_S", 600.0)),
         ).with_guard_files(_csv(env.get("SAFEVIEW_GUARD_FILES", "")))
         if settings.guard is not None and settings.guard not in settings.guards:
             raise ValueError(

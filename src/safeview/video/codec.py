@@ -59,6 +59,8 @@ class UnsupportedVideoError(VideoInputError):
 class CorruptVideoError(VideoInputError):
     """A recognised video that cannot be decoded: empty, truncated, malformed."""
 
+    http_status = 422
+
 
 class VideoOutputError(RuntimeError):
     """The output could not be written (a codec that cannot be copied, a full disk)."""
