@@ -92,3 +92,57 @@ def test_the_policy_is_the_default_choice_and_each_category_is_listed(tmp_path: 
         assert "sexually explicit, violence and gore" in page.inner_text("#summary")
         page.screenshot(path=str(tmp_path / "review-policy.png"), full_page=True)
         browser.close()
+
+
+@pytest.mark.slow
+def test_a_clip_plays_obfuscated_first_and_the_original_only_on_reveal(tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    from tests.video.clips import moving_square_frames, write_clip
+
+    clip = write_clip(
+        tmp_path / "unsafe.mp4", moving_square_frames(20, present=lambda i: 6 <= i < 14)
+    )
+    # Every blob URL the page makes, and whether it was made from the chosen file (the original).
+    spy = """
+      window.blobs = [];
+      const make = URL.createObjectURL.bind(URL);
+      URL.createObjectURL = (thing) => {
+        window.blobs.push(thing instanceof File ? "original" : thing.type);
+        return make(thing);
+      };
+    """
+    with serving() as url, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        page = browser.new_page()
+        page.add_init_script(spy)
+        page.goto(url + "/")
+        page.wait_for_selector("#guard option[value='red-square']", state="attached")
+        page.set_input_files("#file", str(clip))
+        page.click("#run")
+        page.wait_for_selector("#result:not([hidden])", timeout=60_000)
+        assert page.is_visible("#obfuscated-video") and not page.is_visible("#obfuscated")
+        assert not page.is_visible("#original-video") and not page.is_visible("#viz")
+        assert page.evaluate("window.blobs") == ["video/mp4"]  # the output; not the original
+        assert page.get_attribute("#obfuscated-video", "src").startswith("blob:")
+        assert page.get_attribute("#original-video", "src") is None
+        page.wait_for_function(
+            "document.querySelector('#obfuscated-video').readyState >= 1", timeout=10_000
+        )
+        assert page.eval_on_selector("#obfuscated-video", "v => v.videoWidth") == 160
+        rows = page.eval_on_selector_all(
+            "#spans tbody tr", "rows => rows.map(r => r.innerText.split('\\t'))"
+        )
+        assert len(rows) == 1 and rows[0][1] == "unsafe" and rows[0][4] == "hidden, verified"
+        assert rows[0][0] == "0.24\u20130.60 s"  # the span: frames 6 to 14 at 25 fps
+        assert "unsafe 0." in rows[0][2] and "unsafe 0." in rows[0][3]
+        assert "frames obfuscated" in page.inner_text("#video-summary")
+        assert "verified" in page.inner_text("#summary")
+        page.screenshot(path=str(tmp_path / "review-video.png"), full_page=True)
+        page.click("#reveal")
+        page.wait_for_selector("#original-video", state="visible", timeout=10_000)
+        assert page.evaluate("window.blobs") == ["video/mp4", "original"]
+        page.wait_for_function(
+            "document.querySelector('#original-video').readyState >= 1", timeout=10_000
+        )
+        browser.close()

@@ -336,6 +336,8 @@ def test_config_and_spec_describe_the_video_route(
     assert video["route"] == "/v1/safeguard/video" and video["max_bytes"] == 1024 * 1024
     assert video["max_seconds"] == 60 and video["timeout_s"] == 600
     assert video["options"] == ["sample_every", "key_every", "verify_every", "audio"]
+    # The review page may play a blob: clip, and load nothing else.
+    assert "media-src blob:;" in vclient.get("/").headers["content-security-policy"]
     spec = vclient.get("/openapi.json").json()["paths"]["/v1/safeguard/video"]["post"]
     assert "video/mp4" in spec["responses"]["200"]["content"]
     assert {p["name"] for p in spec["parameters"]} >= {"sample_every", "policy", "style"}

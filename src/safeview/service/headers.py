@@ -10,7 +10,8 @@ from typing import Any
 
 _PAGE_CSP = (
     "default-src 'none'; script-src {script}; style-src {style}; img-src 'self' data: blob:; "
-    "connect-src 'self'; form-action 'none'; base-uri 'none'; frame-ancestors 'none'"
+    "media-src blob:; connect-src 'self'; form-action 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'"
 )
 #: Every response: nothing may load from it, frame it, or sniff its type.
 _BASE_HEADERS = [
