@@ -17,8 +17,9 @@ def serve(
 ) -> None:
     """Run the HTTP service (moderation API, safeguarding, review page).
 
-    POST /v1/moderations (OpenAI-compatible, images), POST /v1/safeguard, GET /healthz, /readyz,
-    the review page at / and the API docs at /docs.
+    POST /v1/moderations (OpenAI-compatible, images), POST /v1/safeguard, POST
+    /v1/safeguard/video (a clip, held in memory only), GET /healthz, /readyz, the review page at /
+    and the API docs at /docs.
 
     Limits come from the environment (the table in safeview.service.app lists all with their
     defaults): SAFEVIEW_API_KEY (require Authorization: Bearer KEY), SAFEVIEW_MAX_BODY_BYTES,
@@ -29,7 +30,9 @@ def serve(
     JSON file, checked at start and offered by its file stem), SAFEVIEW_PRELOAD (guards and
     policies loaded at start; `policy`: the server's policy, the default), SAFEVIEW_GUARD_FILES
     (comma-separated checkpoints from `safeview train`, offered as guards named by their file
-    stem); connection limits:
+    stem); video: SAFEVIEW_MAX_VIDEO_BYTES (0: no video route), SAFEVIEW_MAX_VIDEO_SECONDS,
+    SAFEVIEW_MAX_VIDEO_FRAMES, SAFEVIEW_MAX_VIDEO_PIXELS, SAFEVIEW_VIDEO_TIMEOUT_S; connection
+    limits:
     SAFEVIEW_HEADER_TIMEOUT_S, SAFEVIEW_KEEP_ALIVE_S, SAFEVIEW_MAX_HEAD_BYTES,
     SAFEVIEW_MAX_CONNECTIONS. The service never downloads a model (HF_HUB_OFFLINE=1).
     """
