@@ -20,3 +20,4 @@ $py bench/bench_concurrency.py --limit 16 > bench/results/concurrency.md 2> benc
 $py bench/bench_guards.py > bench/results/guards.md 2> bench/results/guards.log
 $py bench/bench_detectors.py > bench/results/detectors.md 2> bench/results/detectors.log
 $py bench/bench_video.py > bench/results/video.md 2> bench/results/video.log
+$py bench/bench_video_service.py > bench/results/video-service.md 2> bench/results/video-service.log
