@@ -118,9 +118,10 @@ def main() -> None:
                 for name, way in ways.items():
                     started = time.perf_counter()
                     way()
+                    elapsed = time.perf_counter() - started
                     if run:
-                        times[name].append(time.perf_counter() - started)
-                    print(f"run {run} {name}: {time.perf_counter() - started:.2f} s", flush=True)
+                        times[name].append(elapsed)
+                    print(f"run {run} {name}: {elapsed:.2f} s", file=sys.stderr, flush=True)
             frames = [f.pixels for f in read_frames(probe_video(outputs[-1]))]
             still = int((scores(guard, frames)[:, 1] >= 0.5).sum())
     finally:
