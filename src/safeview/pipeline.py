@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +24,7 @@ import torch
 
 from safeview.attribution import AttributionMethod, make_attribution
 from safeview.counterfactual import Counterfactual, Rendered, Verified, search_verified
+from safeview.counterfactual.gradient import GradientJudge, RegionGradient, region_gradient
 from safeview.guards import Guard, heatmap_to_image
 from safeview.io import (
     DEFAULT_MAX_PIXELS,
@@ -381,9 +382,14 @@ class Pipeline:
         def flagged(probs: np.ndarray, margin: float) -> np.ndarray:
             return any_flagged(judges, probs, margin)
 
-        extra = {}
+        extra: dict[str, Any] = {}
         if segmented.protected is not None and _accepts(self.search, "protected"):
             extra["protected"] = segmented.protected
+        gradient = _region_gradient(
+            scored.flagged_judges, bind(renderer, segmented.working), labels, segmented.working
+        )
+        if _accepts(self.search, "region_gradient", by_name=True):
+            extra["region_gradient"] = gradient
 
         def search(*arguments: Any) -> Counterfactual:
             with _timed(timings, "search"):
@@ -403,6 +409,7 @@ class Pipeline:
         return search_verified(
             search, predict, flagged, bind(renderer, working), render_full, verify,
             labels, segmented.attribution, working, margin=self.options.margin,
+            region_gradient=gradient,
         )  # fmt: skip
 
     def _outcome(
@@ -758,13 +765,17 @@ def _forward_passes(
 ) -> dict[str, int]:
     """Forward passes for one input: each image scored counts once per guard that scored it
     (the search's candidates: the ``searching`` guards that flagged; the rest: every guard);
-    one attribution pass per flagged judge."""
+    one attribution pass per flagged judge; ``gradient`` (when the search took region
+    gradients) counts forward-and-backward passes."""
     passes = {
         "classify": guards,
         "attribution": segmented.attributions,
         "search": verified.search_passes * searching,
         "verify": verified.verify_passes * guards,
     }
+    if verified.gradient_passes:
+        # Region gradients: a forward and a backward pass of each flagged guard per step.
+        passes["gradient"] = verified.gradient_passes * searching
     passes["total"] = sum(passes.values())
     return passes
 
@@ -781,15 +792,50 @@ def carve(labels: np.ndarray, masks: list[np.ndarray]) -> np.ndarray:
     return compact.reshape(labels.shape).astype(labels.dtype)
 
 
-def _accepts(function: Any, keyword: str) -> bool:
-    """Whether ``function`` takes ``keyword`` (by name, or through ``**options``)."""
+def _region_gradient(
+    judges: list[BoundJudge],
+    render: Callable[[np.ndarray], np.ndarray],
+    labels: np.ndarray,
+    working: np.ndarray,
+) -> RegionGradient | None:
+    """Region gradients over the flagged judges, when every one of them is differentiable (a
+    detector-backed guard, which brings its own attribution, is not): else ``None``."""
+    if any(getattr(judge.guard, "own_attribution", None) is not None for judge in judges):
+        return None
+    from safeview.guards.base import module_lock
+
+    gradient_judges = [
+        GradientJudge(
+            module=judge.guard.module,
+            preprocess=judge.guard.preprocess,
+            probabilities=judge.guard.probabilities,
+            target=judge.target,
+            decision=judge.guard.decision,
+            threshold=judge.threshold,
+        )
+        for judge in judges
+    ]
+    return region_gradient(gradient_judges, render, labels, working, lock=module_lock)
+
+
+def _accepts(function: Any, keyword: str, *, by_name: bool = False) -> bool:
+    """Whether ``function`` takes ``keyword`` (by name, or through ``**options`` unless
+    ``by_name``; a ``functools.partial`` is looked through)."""
+    import functools
     import inspect
+
+    if by_name:
+        while isinstance(function, functools.partial):
+            function = function.func
 
     try:
         parameters = inspect.signature(function).parameters.values()
     except (TypeError, ValueError):
         return False
-    return any(p.name == keyword or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+    return any(
+        p.name == keyword or (not by_name and p.kind is inspect.Parameter.VAR_KEYWORD)
+        for p in parameters
+    )
 
 
 def _failure_message(options: SafeguardOptions, flipped: bool) -> str:

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from safeview.counterfactual.coarse_to_fine import coarse_to_fine_search
+from safeview.counterfactual.gradient import RegionGradient
 from safeview.counterfactual.greedy import (
     Counterfactual,
     Predict,
@@ -76,12 +77,15 @@ def _coarse_to_fine(
     *,
     factor: float = 2.0,
     attribution_weight: float = 1.0,
+    region_gradient: RegionGradient | None = None,
     **options: Any,
 ) -> Counterfactual:
     hierarchy = build_hierarchy(
         labels, image, attribution, factor=factor, attribution_weight=attribution_weight
     )
-    return coarse_to_fine_search(predict, still_flagged, render, hierarchy, **options)
+    return coarse_to_fine_search(
+        predict, still_flagged, render, hierarchy, region_gradient=region_gradient, **options
+    )
 
 
 def _keywords(*functions: Callable[..., Any]) -> frozenset[str]:

@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from safeview.counterfactual.gradient import RegionGradient, gradient_search
 from safeview.counterfactual.greedy import (
     Counterfactual,
     Predict,
@@ -75,6 +76,8 @@ def coarse_to_fine_search(
     prune_levels: int = 2,
     max_fallbacks: int = 12,
     protected: np.ndarray | None = None,
+    region_gradient: RegionGradient | None = None,
+    gradient_steps: int = 6,
 ) -> Counterfactual:
     """Find a small set of fine regions whose obfuscation flips the decision.
 
@@ -107,6 +110,13 @@ def coarse_to_fine_search(
         Optional boolean mask (the fine labels' shape) of pixels to keep visible where the flip
         allows (a face): pruning drops the units with the most protected pixels first. (Ranking
         them last is the attribution's job: the pipeline scales it down there.)
+    region_gradient:
+        Optional :data:`~safeview.counterfactual.gradient.RegionGradient` (differentiable
+        judges): when the fine prefixes do not flip, the set is grown by region gradients
+        (:func:`~safeview.counterfactual.gradient.gradient_search`) before climbing the
+        hierarchy, which runs only if that finds no flip.
+    gradient_steps:
+        Gradient steps at most (each one backward pass and one batch of candidates).
     """
     if start_regions < 1:
         raise ValueError(f"start_regions must be >= 1, got {start_regions}")
@@ -138,6 +148,7 @@ def coarse_to_fine_search(
             probabilities=probs,
             images_scored=stats["images"],
             forward_batches=stats["batches"],
+            gradient_passes=stats.get("gradients", 0),
             fallback_sets=_by_area(larger, chosen, hierarchy.area, max_fallbacks)
             if flipped
             else [],
@@ -203,6 +214,37 @@ def coarse_to_fine_search(
         if found >= 0:
             larger.extend(prefixes[found + 1 : found + 3])
             return finish(prefixes[found], probs, found + 1)
+
+    # 0b. Gradient: grow the set by region gradients, re-ranked at each step.
+    if region_gradient is not None and gradient_steps > 0:
+        before = stats["images"]
+        grown = gradient_search(
+            lambda sets: predict([render(np.isin(labels, c)) for c in sets]),
+            still_flagged,
+            labels,
+            region_gradient,
+            stats,
+            max_steps=gradient_steps,
+            batch_size=batch_size,
+        )
+        chosen_grad = grown[0] if grown is not None else []
+        stages.append(
+            {
+                **_stage(
+                    "gradient",
+                    0,
+                    sizes[0],
+                    len(chosen_grad),
+                    stats["images"] - before,
+                    chosen_grad,
+                    hierarchy,
+                    total,
+                ),
+                "gradients": stats.get("gradients", 0),
+            }
+        )
+        if grown is not None:
+            return finish(grown[0], grown[1], len(grown[0]))
 
     # 1. Coarse: greedy prefixes of the top level by mean attribution.
     top = next((i for i, n in enumerate(sizes) if n <= start_regions), len(sizes) - 1)

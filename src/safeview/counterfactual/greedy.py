@@ -36,6 +36,8 @@ class Counterfactual:
     probabilities: np.ndarray  # guard probabilities of the chosen obfuscation (or the last tried)
     images_scored: int = 0
     forward_batches: int = 0
+    #: Region-gradient evaluations (one forward and one backward pass per judge each).
+    gradient_passes: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     #: Other flipping sets (or candidates) to verify when ``chosen`` does not hold at full
     #: resolution, in order of preference (each hides more than the one before).

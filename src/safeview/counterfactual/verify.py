@@ -24,6 +24,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from safeview.counterfactual.gradient import RegionGradient, gradient_search
 from safeview.counterfactual.greedy import Counterfactual, Predict
 
 #: ``flagged(probabilities, margin)``: whether each row still carries the decision being removed,
@@ -73,6 +74,7 @@ class Verified:
     warnings: list[str] = field(default_factory=list)
     search_passes: int = 0
     verify_passes: int = 0
+    gradient_passes: int = 0
 
     @property
     def chosen(self) -> list[int]:
@@ -96,10 +98,14 @@ def search_verified(
     image: np.ndarray,
     *,
     margin: float = 0.0,
+    region_gradient: RegionGradient | None = None,
+    repair_steps: int = 3,
 ) -> Verified:
     """Run ``search`` (a :class:`~safeview.counterfactual.Search`; ``render`` obfuscates the
     working ``image``) with ``margin`` and verify its choice on the output (see the module
-    docstring for what is tried when it does not hold)."""
+    docstring for what is tried when it does not hold). With ``region_gradient``, a choice that
+    does not hold is first repaired: grown by region gradients for at most ``repair_steps``
+    steps, each candidate verified on the output."""
     verify_passes = 0
 
     def run(margin: float) -> Counterfactual:
@@ -124,8 +130,41 @@ def search_verified(
                     return list(chunk[i]), outputs[i], probs[i]
         return None
 
+    gradient_passes = 0
+
+    def repair(chosen: list[int]) -> tuple[list[int], Rendered, np.ndarray] | None:
+        """``chosen`` grown by region gradients until its output holds (or None)."""
+        nonlocal verify_passes, gradient_passes
+        if region_gradient is None or repair_steps < 1:
+            return None
+        outputs: dict[tuple[int, ...], Rendered] = {}
+
+        def score(sets: list[list[int]]) -> np.ndarray:
+            nonlocal verify_passes
+            rendered = [render_full(candidate) for candidate in sets]
+            outputs.update((tuple(c), r) for c, r in zip(sets, rendered, strict=True))
+            verify_passes += len(rendered)
+            return verify(rendered)
+
+        stats = {"images": 0, "batches": 0}
+        found = gradient_search(
+            score,
+            lambda probs: flagged(probs, 0.0),
+            labels,
+            region_gradient,
+            stats,
+            start=chosen,
+            max_steps=repair_steps,
+            slack=float("inf"),
+        )
+        gradient_passes += stats.get("gradients", 0)
+        if found is None:
+            return None
+        return found[0], outputs[tuple(found[0])], found[1]
+
     searched = result = run(margin)
     search_passes = searched.images_scored
+    gradient_passes += searched.gradient_passes
     total = labels.size
     unpruned = round(float(searched.area[searched.chosen_unpruned].sum()) / total, 6)
     warnings: list[str] = []
@@ -135,13 +174,14 @@ def search_verified(
     probabilities = probs[0]
     holds = not bool(flagged(probs[:1], 0.0)[0])
     if searched.flipped and not holds:
-        held = first_held(searched.fallback_sets)
+        held = repair(searched.chosen) or first_held(searched.fallback_sets)
         for extra in WIDER_MARGINS:
             if held is not None:
                 break
             wider = min(MAX_MARGIN, margin + extra)
             again = run(wider)
             search_passes += again.images_scored
+            gradient_passes += again.gradient_passes
             if again.flipped:
                 held = first_held([again.chosen, *again.fallback_sets[:3]])
                 if held is not None:
@@ -173,6 +213,7 @@ def search_verified(
         warnings=warnings,
         search_passes=search_passes,
         verify_passes=verify_passes,
+        gradient_passes=gradient_passes,
     )
 
 
