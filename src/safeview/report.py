@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = "1.5"
+SCHEMA_VERSION = "1.6"
 #: Versions :meth:`Report.from_dict` reads (1.1 added ``rationale``; 1.2 ``search``,
 #: ``search_stages`` and ``forward_passes``; 1.3 ``policy`` and ``categories``; 1.4 ``video``,
-#: null for an image; 1.5 ``protected``).
-READABLE_VERSIONS = frozenset({"1.0", "1.1", "1.2", "1.3", "1.4", "1.5"})
+#: null for an image; 1.5 ``protected``; 1.6 ``video.sampling``).
+READABLE_VERSIONS = frozenset({"1.0", "1.1", "1.2", "1.3", "1.4", "1.5", "1.6"})
 
 
 @dataclass
@@ -137,6 +137,12 @@ class VideoInfo:
     ``audio`` is ``"dropped"``, ``"copied"`` or ``"none"`` (the source had none). Frame counts:
     ``frames_obfuscated`` carry a mask, ``frames_blurred_whole`` were blurred whole (fallback),
     ``frames_unchanged`` were re-encoded as they were. ``frames_per_second`` is end to end.
+
+    ``sampling`` says which frames each guard scored in the first pass, one entry per guard:
+    ``guard``, ``costly``, ``every_frames`` (every ``sample_every``-th frame, the first frame of
+    each shot and the last frame: every sample) or, for a costly guard, ``every_seconds`` (its
+    sparse grid) with ``frames`` (the frames it scored: the grid, cuts, the last frame, samples
+    another guard flagged, and its dense checks), ``frames_scored`` and ``seconds`` (time spent).
     """
 
     container: str
@@ -164,6 +170,7 @@ class VideoInfo:
     frames_unchanged: int = 0
     key_frames: int = 0
     frames_per_second: float | None = None
+    sampling: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VideoInfo:
@@ -345,6 +352,18 @@ JSON_SCHEMA: dict[str, Any] = {
             ],
             "properties": {
                 "audio": {"enum": ["dropped", "copied", "none"]},
+                "sampling": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["guard", "costly", "frames_scored"],
+                        "properties": {
+                            "every_frames": {"type": ["integer", "null"]},
+                            "every_seconds": {"type": ["number", "null"]},
+                            "frames": {"type": ["array", "null"], "items": {"type": "integer"}},
+                        },
+                    },
+                },
                 "spans": {
                     "type": "array",
                     "items": {

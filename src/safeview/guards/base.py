@@ -10,7 +10,9 @@ Optional members extend the protocol without breaking guards written before them
 :func:`unsafe_categories`), ``image_window(height, width)`` (a guard that letterboxes the image
 inside its input says where the image lies, read through :func:`image_window`) and
 ``unsafe_masks(image)`` (a guard that knows where its evidence lies, a detector guard, gives each
-piece as a mask; the pipeline makes each one region of the search, hidden whole).
+piece as a mask; the pipeline makes each one region of the search, hidden whole) and ``costly``
+(True for a guard that costs far more per image than a classifier, the OCR: video scores it on a
+sparser grid of frames, read through :func:`is_costly`; see ``VideoOptions.costly_every``).
 """
 
 from __future__ import annotations
@@ -73,6 +75,12 @@ def unsafe_categories(guard: Guard) -> tuple[str, ...]:
     ``unsafe_category`` alone, else none (a ``"top1"`` guard)."""
     fallback = (guard.unsafe_category,) if guard.unsafe_category else ()
     return tuple(getattr(guard, "unsafe_categories", fallback))
+
+
+def is_costly(guard: Guard) -> bool:
+    """Whether a guard declares itself costly (an optional ``costly`` member, default False):
+    video scores it on a sparser grid of frames than the other guards."""
+    return bool(getattr(guard, "costly", False))
 
 
 def default_target(guard: Guard, probs: np.ndarray) -> int:

@@ -137,6 +137,9 @@ class DetectorGuard:
     fit:
         ``"letterbox"`` (default): the whole image, aspect ratio kept, centred on black;
         ``"squash"``: resized to the square as the classifiers do.
+    costly:
+        Whether the detector costs far more per image than a classifier (the OCR): video then
+        scores this guard on a sparser grid of frames (``VideoOptions.costly_every``).
     """
 
     decision: Decision = "threshold"
@@ -152,6 +155,7 @@ class DetectorGuard:
         labels: tuple[str, ...] | None = None,
         size: int = 512,
         fit: str = "letterbox",
+        costly: bool = False,
         device: str | torch.device | None = None,
     ) -> None:
         if fit not in ("letterbox", "squash"):
@@ -160,6 +164,7 @@ class DetectorGuard:
             raise ValueError(f"size must be >= 8, got {size}")
         self.name = name
         self.fit = fit
+        self.costly = bool(costly)
         self.detector = detector
         self.version = f"{detector.name} {detector.version}"
         self.labels = labels
@@ -267,7 +272,8 @@ def detector_guard(name: str) -> DetectorGuard:
         hands = make_detector("hands")
         return DetectorGuard(name, hands, labels=("middle_finger",), size=GUARD_SIZES[name])
     if name == "abusive-text":
-        return DetectorGuard(name, make_detector("text"), size=GUARD_SIZES[name])
+        # The OCR: 0.2-0.7 s an image on one core (bench/README.md, 11.1), 10x a classifier.
+        return DetectorGuard(name, make_detector("text"), size=GUARD_SIZES[name], costly=True)
     if name == "nudity":
         return DetectorGuard(name, make_detector("nudenet"), size=GUARD_SIZES[name])
     raise ValueError(f"no detector guard named {name!r} (known: {', '.join(GUARD_SIZES)})")

@@ -25,9 +25,23 @@ class VideoOptions:
     Parameters
     ----------
     sample_every:
-        Every N-th frame is classified by every guard (plus the first frame of each shot, and the
-        last frame). Smaller finds short unsafe moments more surely, at one forward pass per guard
-        and sample; 5 at 25 fps is 5 samples per second.
+        Every N-th frame is a *sample* (plus the first frame of each shot, and the last frame),
+        classified by every guard but the costly ones. Smaller finds short unsafe moments more
+        surely, at one forward pass per guard and sample; 5 at 25 fps is 5 samples per second.
+    costly_guards:
+        Which guards score only a sparser grid of the samples (``costly_every``): ``"auto"``
+        (default: the guards that declare themselves costly, ``costly = True``: the OCR of
+        ``abusive-text``, about 0.2-0.7 s a frame against 20-90 ms for a classifier), ``"none"``
+        (every guard scores every sample), or guard names separated by commas.
+    costly_every:
+        Seconds between two samples scored by a costly guard (default 1.0). A costly guard also
+        scores the first frame of every shot, the last frame and every sample that another guard
+        flags; where it flags, it scores every sample back to its previous one and on until it
+        stops flagging, so its flagged spans are as precise as the other guards'. **The risk:**
+        between two of its samples (``costly_every``, plus up to one sample interval, apart) it
+        sees nothing, so content that only it would flag and that is shown for less than that
+        (a caption shown for half a second) can be missed. Set ``costly_guards=none`` where that
+        matters more than speed.
     cut_threshold:
         A scene cut is a frame whose colour histogram differs from the previous frame's by more
         than this (total variation distance, 0 to 1). Cuts are sampled, start key frames, and
@@ -67,6 +81,8 @@ class VideoOptions:
     """
 
     sample_every: int = 5
+    costly_guards: str = "auto"
+    costly_every: float = 1.0
     cut_threshold: float = 0.25
     key_every: int = 8
     verify_every: int = 1
@@ -101,6 +117,15 @@ class VideoOptions:
             raise ValueError(
                 f"video option track_margin must be in [0, 0.5), got {self.track_margin}"
             )
+        if not isinstance(self.costly_every, (int, float)) or not 0 < self.costly_every <= 3600:
+            raise ValueError(
+                f"video option costly_every must be in (0, 3600] seconds, got {self.costly_every}"
+            )
+        if not isinstance(self.costly_guards, str) or not self.costly_guards.strip():
+            raise ValueError(
+                "video option costly_guards must be auto, none or guard names separated by "
+                f"commas, got {self.costly_guards!r}"
+            )
         if not isinstance(self.max_duration, (int, float)) or self.max_duration <= 0:
             raise ValueError(f"video option max_duration must be > 0, got {self.max_duration}")
         if self.audio not in AUDIO_MODES:
@@ -117,6 +142,23 @@ class VideoOptions:
             raise ValueError(
                 f"video option preset must be one of {', '.join(PRESETS)}, got {self.preset!r}"
             )
+
+    def costly(self, guards: list[str], declared: set[str]) -> set[str]:
+        """Which of ``guards`` (the policy's guard names) score only the sparse grid, given the
+        ones that declare themselves costly. ``ValueError`` for a name the policy lacks."""
+        value = self.costly_guards.strip()
+        if value == "auto":
+            return set(declared) & set(guards)
+        if value == "none":
+            return set()
+        names = {name.strip() for name in value.split(",") if name.strip()}
+        unknown = sorted(names - set(guards))
+        if unknown:
+            raise ValueError(
+                f"video option costly_guards names {', '.join(unknown)}, not a guard of the "
+                f"policy (its guards: {', '.join(guards)})"
+            )
+        return names
 
     @classmethod
     def names(cls) -> list[str]:

@@ -1,6 +1,7 @@
 """Which frames are classified, where the shots change, and which stretches are flagged.
 
-The guards see every ``sample_every``-th frame, the first frame of every shot and the last frame.
+The guards see every ``sample_every``-th frame, the first frame of every shot and the last frame;
+a costly guard (the OCR) only some of them (:class:`SparseSchedule`).
 Scene cuts come from a cheap colour-histogram difference between consecutive frames (on a
 subsample of the decoded planes). A *span* is a run of flagged samples, extended to the unflagged
 samples on either side (the frames between a safe sample and an unsafe one are unknown, so they
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -91,6 +93,56 @@ def flagged_spans(
     return spans
 
 
+class SparseSchedule:
+    """Which samples one costly guard scores, fed the samples in order.
+
+    It scores a sample (:meth:`due`) on its sparse grid (at least ``every`` seconds after the
+    last sample it scored, and never more than :attr:`MAX_SKIPPED` samples later), at the first
+    sample, at a cut, at the last frame, where another guard
+    flags the sample, and, once it has flagged, every sample until it stops flagging. The samples
+    it skipped are kept (:meth:`skip`); when it flags one it scores, :meth:`scored` hands them
+    back to be scored too (back to its previous sample, never across a cut), so that the span it
+    flags starts and ends on samples it scored, as precisely as the other guards' spans.
+    """
+
+    #: At most this many samples in a row go unscored, whatever ``every`` (memory: the skipped
+    #: samples' pixels are kept for the dense check).
+    MAX_SKIPPED = 32
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self.last_time: float | None = None
+        self.dense = False
+        self._skipped: list[Any] = []
+
+    def due(
+        self, time: float, *, cut: bool = False, last: bool = False, flagged: bool = False
+    ) -> bool:
+        """Whether the sample at ``time`` is to be scored (``flagged``: by another guard)."""
+        return (
+            self.last_time is None
+            or cut
+            or last
+            or flagged
+            or self.dense
+            or len(self._skipped) >= self.MAX_SKIPPED
+            or time - self.last_time >= self.every - 1e-6
+        )
+
+    def skip(self, item: Any) -> None:
+        """A sample not scored (kept until the next one is)."""
+        self._skipped.append(item)
+
+    def scored(self, time: float, flagged: bool, *, cut: bool = False) -> list[Any]:
+        """A due sample was scored: the skipped samples since the previous one, to be scored now
+        (when it flagged, and it does not start a shot), else []."""
+        back = self._skipped if flagged and not cut else []
+        self._skipped = []
+        self.last_time = time
+        self.dense = flagged
+        return back
+
+
 def key_frames(span: Span, key_every: int, cuts: set[int]) -> list[int]:
     """Where the search runs in ``span``: its first and last frame, every ``key_every``-th frame
     of each shot, and the frames either side of each cut (masks are never tracked across a cut)."""
@@ -109,6 +161,7 @@ def key_frames(span: Span, key_every: int, cuts: set[int]) -> list[int]:
 __all__ = [
     "CutDetector",
     "Span",
+    "SparseSchedule",
     "flagged_spans",
     "histogram_distance",
     "key_frames",
