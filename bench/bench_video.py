@@ -24,6 +24,15 @@ guard.
 
     .venv/bin/python bench/bench_video.py
     .venv/bin/python bench/bench_video.py --sizes 640x360 --seconds 4 --image-frames 20
+
+One clip or a few, and the code before a change against after it: ``--compare SRC`` runs each
+clip ``--repeats`` times with the library in ``SRC`` (another checkout's ``src``) and with this
+checkout's, alternately, each run in a fresh process, and prints the medians side by side:
+
+    .venv/bin/python bench/bench_video.py --sizes 1280x720 --kinds mixed,unsafe --no-policy \
+        --variants "" --image-frames 0 --compare ../main/src --repeats 3
+    .venv/bin/python bench/bench_video.py --kinds "" --variants "" --image-frames 0 \
+        --compare ../main/src --repeats 3        # the default policy on the safe 640x360 clip
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -193,6 +203,11 @@ def run_clip(
         ),
         "timings": report.timings,
         "success": report.success,
+        # Which frames each guard scored (report schema 1.6; absent before).
+        "sampling": [
+            {key: entry.get(key) for key in ("guard", "costly", "frames_scored", "seconds")}
+            for entry in getattr(report.video, "sampling", [])
+        ],
     }
     if isinstance(guard, SymbolGuard):
         written = read_frames(out)
@@ -271,29 +286,160 @@ def image_pipeline_rows(
     }
 
 
+def worker() -> None:
+    """``--worker``: one clip from a JSON spec on stdin; its row as JSON on stdout's last line."""
+    spec = json.loads(sys.stdin.read())
+    options: dict[str, Any] = {}
+    if spec["guard"]:
+        options["guard"] = SymbolGuard("bench-red-symbol")
+    if spec["video_options"]:
+        options["video_options"] = spec["video_options"]
+    folder = Path(spec["folder"])
+    row = run_clip(Path(spec["path"]), spec["present"], options, folder)
+    row.pop("masks", None)
+    print(json.dumps(row))
+
+
+def _run_worker(source: Path, spec: dict[str, Any]) -> dict[str, Any]:
+    """One clip in a fresh process with the library in ``source`` first on the path."""
+    path = os.pathsep.join(filter(None, [str(source), os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ, PYTHONPATH=path)
+    done = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--worker"],
+        input=json.dumps(spec),
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"worker failed ({source}):\n{done.stderr[-3000:]}")
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
+def _median(rows: list[dict[str, Any]], key: str) -> Any:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return round(statistics.median(values), 1) if values else "-"
+
+
+def compare(args: argparse.Namespace, photos: list[np.ndarray]) -> None:
+    """Each clip ``args.repeats`` times, before (``args.compare``) and after (this checkout),
+    alternately; a table of medians (and every run's wall fps)."""
+    sources = {"before": Path(args.compare).resolve(), "after": SOURCE}
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    order: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="bench-video-") as tmp:
+        folder = Path(tmp)
+        for label, (kind, size, guard, video_options) in _configs(args).items():
+            path, present = make_clip(kind, photos, size, args.seconds, folder)
+            spec = {
+                "path": str(path), "present": present, "guard": guard,
+                "video_options": video_options, "folder": str(folder),
+            }  # fmt: skip
+            order.append(label)
+            for repeat in range(args.repeats):
+                for code, source in sources.items():
+                    row = _run_worker(source, spec)
+                    runs.setdefault((label, code), []).append(row)
+                    print(
+                        f"{label} {code} run {repeat + 1}: {row['fps']} fps, "
+                        f"{row['fps_cpu']} per CPU s, load {row['load_average']}",
+                        file=sys.stderr,
+                    )
+    print(f"before: {sources['before']}; after: {sources['after']}; {args.repeats} runs each")
+    print(
+        "| clip | code | fps end to end (median; runs) | fps per CPU second (median) "
+        "| fps in spans (median) | load (median) | keys | verified (still flagged; encoded) "
+        "| output frames detected (full check) | blurred whole | obfuscated per symbol frame "
+        "| mask IoU | guard frames scored |"
+    )
+    print("|---" * 13 + "|")
+    for label in order:
+        for code in sources:
+            rows = runs[(label, code)]
+            r = rows[-1]  # the quality columns do not depend on the run
+            detected = r.get("still_detected")
+            area = r.get("obfuscated_symbol_frames")
+            scored = ", ".join(
+                f"{e['guard']} {e['frames_scored']}" for e in r.get("sampling", []) if e["costly"]
+            )
+            print(
+                f"| {label} | {code} | {_median(rows, 'fps')} "
+                f"({', '.join(str(x['fps']) for x in rows)}) | {_median(rows, 'fps_cpu')} | "
+                f"{_median(rows, 'span_fps')} | {_median(rows, 'load_average')} | "
+                f"{r['key_frames']} | {r['verified']} ({r['verified_flagged']}; "
+                f"{r['encoded_flagged']}) | "
+                + (f"{detected} of {r['frames']}" if detected is not None else "-")
+                + f" | {r['blurred_whole']} | "
+                + (f"{100 * area:.1f}%" if area is not None else "-")
+                + f" | {r.get('mask_iou', '-')} | {scored or '-'} |"
+            )
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(
+        json.dumps({f"{label} | {code}": rows for (label, code), rows in runs.items()}, indent=2)
+    )
+
+
+def _configs(
+    args: argparse.Namespace,
+) -> dict[str, tuple[str, tuple[int, int], bool, dict[str, str]]]:
+    """The runs asked for: label -> (clip kind, size, synthetic guard?, video options)."""
+    configs: dict[str, tuple[str, tuple[int, int], bool, dict[str, str]]] = {}
+    variants = [v.partition("=")[::2] for v in args.variants.split(",")] if args.variants else []
+    for size_text in args.sizes.split(","):
+        width, height = (int(v) for v in size_text.split("x"))
+        for kind in filter(None, args.kinds.split(",")):
+            configs[f"{kind}-{size_text}"] = (kind, (width, height), True, {})
+        for key, value in variants:
+            configs[f"mixed-{size_text} ({key}={value})"] = (
+                "mixed", (width, height), True, {key: value}
+            )  # fmt: skip
+        if not args.no_policy and size_text in args.policy_sizes.split(","):
+            for kind in filter(None, args.policy_kinds.split(",")):
+                configs[f"{kind}-{size_text} (default policy)"] = (kind, (width, height), False, {})
+    return configs
+
+
+SOURCE = Path(__file__).resolve().parents[1] / "src"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="640x360,1280x720")
+    parser.add_argument("--kinds", default="safe,mixed,unsafe", help="synthetic-guard clips")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each clip")
     parser.add_argument("--image-frames", type=int, default=100)
-    parser.add_argument("--no-policy", action="store_true", help="skip the default-policy row")
+    parser.add_argument("--no-policy", action="store_true", help="skip the default-policy rows")
+    parser.add_argument("--policy-kinds", default="safe", help="clips run with the default policy")
+    parser.add_argument("--policy-sizes", default="640x360", help="sizes of those")
     parser.add_argument(
         "--variants",
         default="verify_every=4,key_every=16",
-        help="extra runs of the mixed clip with one video option changed (KEY=INT,...)",
+        help="extra runs of the mixed clip with one video option changed (KEY=VALUE,...)",
     )
+    parser.add_argument(
+        "--compare", type=Path, help="the library before: another checkout's src folder"
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="with --compare: runs of each")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--json", type=Path, default=Path("bench/results/video.json"))
     args = parser.parse_args()
+    if args.worker:
+        worker()
+        return
     guard = SymbolGuard("bench-red-symbol")
     photos = photographs(guard, 12)
     print(f"{len(photos)} photographs; torch threads {torch.get_num_threads()}", file=sys.stderr)
+    if args.compare is not None:
+        compare(args, photos)
+        return
     results: list[dict[str, Any]] = []
     comparisons: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-video-") as tmp:
         folder = Path(tmp)
         for size_text in args.sizes.split(","):
             width, height = (int(v) for v in size_text.split("x"))
-            for kind in ("safe", "mixed", "unsafe"):
+            for kind in filter(None, args.kinds.split(",")):
                 path, present = make_clip(kind, photos, (width, height), args.seconds, folder)
                 row = run_clip(path, present, {"guard": guard}, folder)
                 row["size"] = size_text
@@ -307,18 +453,20 @@ def main() -> None:
             for variant in args.variants.split(",") if args.variants else []:
                 key, _, value = variant.partition("=")
                 path, present = make_clip("mixed", photos, (width, height), args.seconds, folder)
-                options = {"guard": guard, "video_options": {key: int(value)}}
+                options = {"guard": guard, "video_options": {key: value}}
                 row = run_clip(path, present, options, folder)
                 row.pop("masks", None)
                 row["size"] = size_text
                 row["clip"] += f" ({variant})"
                 results.append(row)
-            if not args.no_policy and size_text == "640x360":
-                path, present = make_clip("safe", photos, (width, height), args.seconds, folder)
-                row = run_clip(path, present, {}, folder)
-                row["size"] = size_text
-                row["clip"] += " (default policy)"
-                results.append(row)
+            if not args.no_policy and size_text in args.policy_sizes.split(","):
+                for kind in filter(None, args.policy_kinds.split(",")):
+                    path, present = make_clip(kind, photos, (width, height), args.seconds, folder)
+                    row = run_clip(path, present, {}, folder)
+                    row.pop("masks", None)
+                    row["size"] = size_text
+                    row["clip"] += " (default policy)"
+                    results.append(row)
     print(
         "| clip | size | frames | flagged-span frames | cuts | keys | fps end to end "
         "| fps per CPU second | load | fps in spans | verified (still flagged) "

@@ -51,3 +51,21 @@ def test_strength_is_relative_to_image_size(style: str) -> None:
 def test_unknown_style() -> None:
     with pytest.raises(ValueError, match="unknown style"):
         make_renderer("smudge")
+
+
+@pytest.mark.parametrize("kind", ["empty", "full", "scattered", "box"])
+def test_composite_blends_only_the_masks_box_and_equals_a_full_blend(kind: str) -> None:
+    from safeview.render import composite
+
+    rng = np.random.default_rng(2)
+    image = rng.integers(0, 256, (45, 70, 3), dtype=np.uint8)
+    layer = rng.integers(0, 256, (45, 70, 3), dtype=np.uint8)
+    mask = {
+        "empty": np.zeros((45, 70), bool),
+        "full": np.ones((45, 70), bool),
+        "scattered": rng.random((45, 70)) < 0.2,
+        "box": np.pad(np.ones((5, 9), bool), ((20, 20), (30, 31))),
+    }[kind]
+    out = composite(image, layer, mask)
+    assert out is not image and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, np.where(mask[..., None], layer, image))

@@ -26,10 +26,19 @@ class Renderer(Protocol):
 
 
 def composite(image: np.ndarray, layer: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``layer`` where ``mask`` is true, ``image`` elsewhere (a new array)."""
+    """``layer`` where ``mask`` is true, ``image`` elsewhere (a new array). Only the mask's
+    bounding box is blended (a small mask on a large frame costs a copy, not a full blend)."""
     if mask.shape != image.shape[:2]:
         raise ValueError(f"mask shape {mask.shape} does not match image {image.shape[:2]}")
-    return np.where(mask[..., None], layer, image).astype(np.uint8)
+    out = image.astype(np.uint8)  # a copy
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return out
+    cols = np.flatnonzero(mask.any(axis=0))
+    box = (slice(int(rows[0]), int(rows[-1]) + 1), slice(int(cols[0]), int(cols[-1]) + 1))
+    layer = np.broadcast_to(layer, image.shape) if np.ndim(layer) < image.ndim else layer
+    out[box] = np.where(mask[box][..., None], layer[box], image[box]).astype(np.uint8)
+    return out
 
 
 def _small_size(image: np.ndarray, long_side: int) -> tuple[int, int]:

@@ -129,6 +129,20 @@ def test_the_detector_guards_are_registered_by_name() -> None:
         detector_guard("faces")
 
 
+def test_only_the_ocr_guard_declares_itself_costly(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Video scores a costly guard on a sparser grid of frames (VideoOptions.costly_every).
+    from safeview.guards.base import is_costly
+    from safeview.guards.detector import detector_guard
+    from tests.conftest import RedGuard
+
+    monkeypatch.setattr("safeview.detectors.make_detector", lambda name: RedBlobDetector())
+    costly = {
+        name: is_costly(detector_guard(name)) for name in ("gesture", "abusive-text", "nudity")
+    }
+    assert costly == {"gesture": False, "abusive-text": True, "nudity": False}
+    assert not is_costly(RedGuard()) and not is_costly(DetectorGuard("x", RedBlobDetector()))
+
+
 def test_each_detection_is_one_region_of_the_search(blob_guard: DetectorGuard) -> None:
     from safeview.pipeline import carve
 

@@ -12,7 +12,7 @@ from safeview.guards.base import scores
 from safeview.report import JSON_SCHEMA, SCHEMA_VERSION, Report
 from safeview.video import VideoPipeline, classify_video, safeguard_video
 from tests.conftest import RedGuard
-from tests.video.clips import moving_square_frames, read_clip, write_clip
+from tests.video.clips import moving_square_frames, read_clip, red_square_at, write_clip
 
 
 @pytest.fixture(scope="module")
@@ -210,3 +210,34 @@ def test_classify_gives_scores_per_segment(guard: RedGuard, tmp_path: Path) -> N
     assert flagged.start_time == pytest.approx(0.4) and flagged.scores["unsafe"] > 0.5
     assert report.video.samples == 9 and report.video.flagged_samples == 4
     assert report.video.spans == [] and report.scores_after is None
+
+
+def test_a_large_frame_is_searched_on_its_view_and_hidden_at_full_size(
+    guard: RedGuard, tmp_path: Path
+) -> None:
+    frames = moving_square_frames(24, height=192, width=320, side=64, present=lambda i: 5 <= i < 20)
+    source = write_clip(tmp_path / "large.mp4", frames)
+    pipeline = VideoPipeline(guard=guard, working_size=96)
+    # The guard's input is 64 px: the guards (and the key frames' searches) get the frames
+    # shrunk by 2 (3 would leave the sides indivisible), at least as large as its input.
+    assert pipeline.view_factor(192, 320) == 2 and pipeline.view_factor(96, 160) == 1
+    assert pipeline.view(frames[0]).shape == (96, 160, 3)
+    seen: dict[int, np.ndarray | None] = {}
+    report = pipeline.safeguard(
+        source, tmp_path / "out.mp4", on_frame=lambda i, pixels, mask: seen.__setitem__(i, mask)
+    )
+    written, _ = read_clip(tmp_path / "out.mp4")
+    decoded, _ = read_clip(source)
+    assert _flagged(guard, decoded).sum() == 15 and not _flagged(guard, written).any()
+    assert report.success and report.video is not None
+    (span,) = report.video.spans
+    assert span.success and span.verification["flagged"] == 0
+    for entry in span.regions:
+        if entry["flipped"] and entry["bbox"]:
+            x0, y0, x1, y1 = entry["bbox"]  # full-size coordinates
+            assert 0 <= x0 < x1 <= 320 and 0 <= y0 < y1 <= 192
+    for i in range(5, 20):
+        mask = seen[i]
+        assert mask is not None and mask.shape == (192, 320) and mask.mean() < 0.4
+        row, col = red_square_at(i, 192, 320, 64)
+        assert mask[row + 32, col + 32]  # the square's centre is covered

@@ -273,10 +273,31 @@ class _SpanRun:
             return
         owner = self.owner
         started = time.perf_counter()
-        loaded = LoadedImage(frame.pixels, f"{owner.name} frame {frame.index}", "JPEG", "")
+        # The search runs on the frame's view (what the guards are given: the frame shrunk by an
+        # integer factor, still at least as large as the guards' inputs, and larger than the
+        # search's working copy); its mask is enlarged back and rendered on the frame, which
+        # is verified at full size with the others.
+        view = owner.view(frame.pixels)
+        factor = frame.pixels.shape[1] // view.shape[1]
+        loaded = LoadedImage(view, f"{owner.name} frame {frame.index}", "JPEG", "")
         report = owner.pipeline.safeguard(loaded)
-        mask = report.mask if report.mask is not None else np.zeros(frame.pixels.shape[:2], bool)
-        image = report.image if report.image is not None else frame.pixels
+        height, width = frame.pixels.shape[:2]
+        if report.mask is None:
+            mask = np.zeros((height, width), bool)
+        elif factor == 1:
+            mask = report.mask
+        else:
+            mask = np.asarray(
+                cv2.resize(
+                    report.mask.view(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST
+                )
+            ).astype(bool)
+        if factor == 1:
+            image = report.image if report.image is not None else frame.pixels
+        else:
+            image = (
+                owner.pipeline.renderer.render(frame.pixels, mask) if mask.any() else frame.pixels
+            )
         self.results[frame.index] = _Key(
             mask=mask,
             image=image,
@@ -294,8 +315,8 @@ class _SpanRun:
                 "flipped": report.success,
                 "regions": len(boxes),
                 "bbox": [
-                    min(b[0] for b in boxes), min(b[1] for b in boxes),
-                    max(b[2] for b in boxes), max(b[3] for b in boxes),
+                    factor * min(b[0] for b in boxes), factor * min(b[1] for b in boxes),
+                    factor * max(b[2] for b in boxes), factor * max(b[3] for b in boxes),
                 ] if boxes else None,
                 "obfuscated_fraction": report.obfuscated_fraction,
                 "forward_passes": report.forward_passes.get("total", 0),
