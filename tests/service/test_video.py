@@ -121,11 +121,12 @@ def test_multipart_upload_with_video_options(vclient: TestClient, clips: dict[st
     response = vclient.post(
         "/v1/safeguard/video",
         files={"file": ("clip.mp4", clips["clean"], "video/mp4")},
-        data={"sample_every": "2", "style": "fill"},
+        data={"sample_every": "2", "style": "fill", "costly_every": "0.5"},
     )
     assert response.status_code == 200, response.text
     report = response.json()["report"]
     assert not report["flagged"] and report["video"]["sample_every"] == 2
+    assert all(entry["costly"] is False for entry in report["video"]["sampling"])
     assert report["video"]["spans"] == [] and report["style"] == "fill"
     assert len(_decoded(base64.b64decode(response.json()["video"]))) == 10
 
@@ -152,6 +153,8 @@ def test_bad_options_are_422(vclient: TestClient, clips: dict[str, bytes]) -> No
     for query, words in (
         ("sample_every=0", "sample_every must be an integer >= 1"),
         ("audio=mix", "audio must be one of"),
+        ("costly_every=0", "costly_every must be in"),
+        ("costly_guards=ocr", "costly_guards names ocr"),
         ("rationale=grounded", "rationale: not offered for videos"),
         ("style=smudge", "smudge"),
     ):
@@ -335,7 +338,9 @@ def test_config_and_spec_describe_the_video_route(
     video = vclient.get("/config").json()["video"]
     assert video["route"] == "/v1/safeguard/video" and video["max_bytes"] == 1024 * 1024
     assert video["max_seconds"] == 60 and video["timeout_s"] == 600
-    assert video["options"] == ["sample_every", "key_every", "verify_every", "audio"]
+    assert video["options"] == [
+        "sample_every", "costly_guards", "costly_every", "key_every", "verify_every", "audio",
+    ]  # fmt: skip
     # The review page may play a blob: clip, and load nothing else.
     assert "media-src blob:;" in vclient.get("/").headers["content-security-policy"]
     spec = vclient.get("/openapi.json").json()["paths"]["/v1/safeguard/video"]["post"]

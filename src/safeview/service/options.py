@@ -46,7 +46,9 @@ REQUEST_SEARCHES = ("coarse-to-fine", "greedy")
 MAX_REGIONS = 20
 #: The video options (:class:`~safeview.video.VideoOptions`) a video request may set, as plain
 #: fields; the caps are the operator's (``SAFEVIEW_MAX_VIDEO_*``), the encoder's settings too.
-REQUEST_VIDEO_OPTIONS = ("sample_every", "key_every", "verify_every", "audio")
+REQUEST_VIDEO_OPTIONS = (
+    "sample_every", "costly_guards", "costly_every", "key_every", "verify_every", "audio",
+)  # fmt: skip
 
 
 def _invalid(message: str) -> ServiceError:
@@ -240,6 +242,18 @@ def video_option_schemas(settings: Settings | None = None) -> dict[str, dict[str
             "type": "integer",
             "minimum": 1,
             "description": "every N-th frame is scored (and each shot's first and the last)",
+        },
+        costly_guards={
+            "type": "string",
+            "description": "guards that score only every costly_every seconds (and cuts, "
+            "and where another guard flags): auto (those that declare themselves costly, the "
+            "OCR), none, or names separated by commas",
+        },
+        costly_every={
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "seconds between two frames a costly guard scores: what only it "
+            "would flag and is shown for less than that can be missed",
         },
         key_every={
             "type": "integer",
