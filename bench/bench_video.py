@@ -33,6 +33,9 @@ checkout's, alternately, each run in a fresh process, and prints the medians sid
         --variants "" --image-frames 0 --compare ../main/src --repeats 3
     .venv/bin/python bench/bench_video.py --kinds "" --variants "" --image-frames 0 \
         --compare ../main/src --repeats 3        # the default policy on the safe 640x360 clip
+
+``--batch-costs`` (the guards' CPU time per frame by batch size) and ``--encode-costs``
+(libx264's presets at 1280x720) measure one thing each and exit.
 """
 
 from __future__ import annotations
@@ -314,6 +317,45 @@ def batch_costs(photos: list[np.ndarray], rounds: int = 4) -> None:
         print(f"| {guard.name} | " + " | ".join(cells) + " |")
 
 
+def encode_costs(photos: list[np.ndarray], folder: Path, seconds: float) -> None:
+    """``--encode-costs``: libx264 presets on the unsafe 1280x720 clip's decoded frames, through
+    the library's writer (crf 18): milliseconds a frame (wall and CPU), size, PSNR against the
+    frames encoded (every 10th frame). Twice each, in turn."""
+    from safeview.video.codec import VideoWriter, probe_video
+    from safeview.video.codec import read_frames as decode
+    from safeview.video.options import VideoOptions
+
+    path, _ = make_clip("unsafe", photos, (1280, 720), seconds, folder)
+    info = probe_video(path)
+    frames = [(frame.pixels.copy(), frame.pts) for frame in decode(info)]
+    print(f"load {os.getloadavg()[0]:.2f}; {len(frames)} frames of 1280x720")
+    print("| preset | run | ms a frame (wall) | CPU ms a frame | MB | PSNR dB |")
+    print("|---|---|---|---|---|---|")
+    for run in (1, 2):
+        for preset in ("veryfast", "superfast", "ultrafast"):
+            out = folder / f"encoded-{preset}.mp4"
+            started, cpu = time.perf_counter(), time.process_time()
+            with VideoWriter(
+                out, width=1280, height=720, rate=info.rate, time_base=info.time_base,
+                options=VideoOptions(preset=preset),
+            ) as writer:  # fmt: skip
+                for pixels, pts in frames:
+                    writer.write(pixels, pts)
+                writer.commit()
+            wall = (time.perf_counter() - started) / len(frames) * 1000
+            cpu = (time.process_time() - cpu) / len(frames) * 1000
+            written = [frame.pixels for frame in decode(probe_video(out))]
+            errors = [
+                np.mean((a.astype(np.float64) - b) ** 2)
+                for (a, _), b in zip(frames[::10], written[::10], strict=True)
+            ]
+            psnr = 10 * np.log10(255**2 / np.mean(errors))
+            print(
+                f"| {preset} | {run} | {wall:.1f} | {cpu:.1f} | {out.stat().st_size / 1e6:.2f} "
+                f"| {psnr:.2f} |"
+            )
+
+
 def worker() -> None:
     """``--worker``: one clip from a JSON spec on stdin; its row as JSON on stdout's last line."""
     spec = json.loads(sys.stdin.read())
@@ -400,7 +442,7 @@ def compare(args: argparse.Namespace, photos: list[np.ndarray]) -> None:
                 + (f"{detected} of {r['frames']}" if detected is not None else "-")
                 + f" | {r['blurred_whole']} | "
                 + (f"{100 * area:.1f}%" if area is not None else "-")
-                + f" | {r.get('mask_iou', '-')} | {scored or '-'} |"
+                + f" | {r.get('mask_iou') or '-'} | {scored or '-'} |"
             )
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(
@@ -453,6 +495,9 @@ def main() -> None:
     parser.add_argument(
         "--batch-costs", action="store_true", help="CPU ms per frame by batch size, then exit"
     )
+    parser.add_argument(
+        "--encode-costs", action="store_true", help="libx264 presets at 1280x720, then exit"
+    )
     parser.add_argument("--json", type=Path, default=Path("bench/results/video.json"))
     args = parser.parse_args()
     if args.worker:
@@ -463,6 +508,10 @@ def main() -> None:
     print(f"{len(photos)} photographs; torch threads {torch.get_num_threads()}", file=sys.stderr)
     if args.batch_costs:
         batch_costs(photos)
+        return
+    if args.encode_costs:
+        with tempfile.TemporaryDirectory(prefix="bench-video-") as tmp:
+            encode_costs(photos, Path(tmp), args.seconds)
         return
     if args.compare is not None:
         compare(args, photos)
@@ -523,7 +572,7 @@ def main() -> None:
             f"{r['symbol_frames']} ({r.get('source_flagged', '-')}) | {full_check} | "
             f"{r['blurred_whole']} | "
             + (f"{100 * area:.1f}%" if area is not None else "-")
-            + f" | {r.get('mask_iou', '-')} |"
+            + f" | {r.get('mask_iou') or '-'} |"
         )
     if comparisons:
         print()
