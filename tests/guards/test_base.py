@@ -30,7 +30,7 @@ def _images(n: int) -> list[np.ndarray]:
 
 def test_frozen_copy_after_enough_images_scores_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(base, "FREEZE_AFTER", 8)
-    monkeypatch.delenv("SAFEVIEW_FREEZE", raising=False)
+    monkeypatch.setenv("SAFEVIEW_FREEZE", "1")
     guard = RedGuard()
     images = _images(12)
     eager = scores(guard, images[:4])  # 4 images: below the bar, nothing is built
@@ -45,9 +45,9 @@ def test_frozen_copy_after_enough_images_scores_the_same(monkeypatch: pytest.Mon
     assert isinstance(guard.module, torch.nn.Module) and guard.module is not frozen
 
 
-def test_no_frozen_copy_when_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_no_frozen_copy_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(base, "FREEZE_AFTER", 2)
-    monkeypatch.setenv("SAFEVIEW_FREEZE", "0")
+    monkeypatch.delenv("SAFEVIEW_FREEZE", raising=False)
     guard = RedGuard()
     scores(guard, _images(6))
     assert inference_module(guard) is guard.module
@@ -70,7 +70,7 @@ class _Branchy(torch.nn.Module):
 
 def test_a_copy_that_differs_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(base, "FREEZE_AFTER", 2)
-    monkeypatch.delenv("SAFEVIEW_FREEZE", raising=False)
+    monkeypatch.setenv("SAFEVIEW_FREEZE", "1")
     guard = RedGuard()
     guard.module = _Branchy()
     scores(guard, _images(3))

@@ -180,8 +180,10 @@ def inference_module(guard: Guard, images: int = 0) -> torch.nn.Module:
     in a background thread (batch norms folded into their convolutions, no Python between
     layers: faster on the CPU, bench/README section 9) and used from then on. The module itself
     is kept when it cannot be traced, when the copy's probabilities differ from the original's
-    on a probe batch of another batch size by more than :data:`FREEZE_TOLERANCE`, or with
-    ``SAFEVIEW_FREEZE=0``. Attribution always runs the original (gradients and hooks)."""
+    on a probe batch of another batch size by more than :data:`FREEZE_TOLERANCE`. Opt-in,
+    ``SAFEVIEW_FREEZE=1``: the copy's probabilities differ from the original's in the fifth
+    decimal, so a process that has switched would not reproduce a fresh one's reports exactly
+    (a resumed run must). Attribution always runs the original (gradients and hooks)."""
     module = guard.module
     with _LOCKS_GUARD:
         cached = _INFERENCE.get(module)
@@ -190,7 +192,7 @@ def inference_module(guard: Guard, images: int = 0) -> torch.nn.Module:
         seen = _SCORED.get(module, 0)
         _SCORED[module] = seen + images
         start = seen < FREEZE_AFTER <= seen + images
-    if start and os.environ.get("SAFEVIEW_FREEZE", "1") != "0":
+    if start and os.environ.get("SAFEVIEW_FREEZE", "0") == "1":
         threading.Thread(target=_build, args=(guard,), daemon=True, name="freeze").start()
     return module
 
