@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import shutil
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -94,6 +96,15 @@ def test_the_policy_is_the_default_choice_and_each_category_is_listed(tmp_path: 
         browser.close()
 
 
+def wait_until_playable(page: Any, selector: str, timeout_s: float = 10.0) -> None:
+    """Polls from Python: the page's CSP forbids the eval that Playwright's wait_for_function uses
+    when the condition is not true at once (a slow machine), and it must keep forbidding it."""
+    deadline = time.monotonic() + timeout_s
+    while page.eval_on_selector(selector, "v => v.readyState") < 1:
+        assert time.monotonic() < deadline, f"{selector} never loaded its metadata"
+        time.sleep(0.05)
+
+
 @pytest.mark.slow
 def test_a_clip_plays_obfuscated_first_and_the_original_only_on_reveal(tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
@@ -126,9 +137,7 @@ def test_a_clip_plays_obfuscated_first_and_the_original_only_on_reveal(tmp_path:
         assert page.evaluate("window.blobs") == ["video/mp4"]  # the output; not the original
         assert page.get_attribute("#obfuscated-video", "src").startswith("blob:")
         assert page.get_attribute("#original-video", "src") is None
-        page.wait_for_function(
-            "document.querySelector('#obfuscated-video').readyState >= 1", timeout=10_000
-        )
+        wait_until_playable(page, "#obfuscated-video")
         assert page.eval_on_selector("#obfuscated-video", "v => v.videoWidth") == 160
         rows = page.eval_on_selector_all(
             "#spans tbody tr", "rows => rows.map(r => r.innerText.split('\\t'))"
@@ -142,7 +151,5 @@ def test_a_clip_plays_obfuscated_first_and_the_original_only_on_reveal(tmp_path:
         page.click("#reveal")
         page.wait_for_selector("#original-video", state="visible", timeout=10_000)
         assert page.evaluate("window.blobs") == ["video/mp4", "original"]
-        page.wait_for_function(
-            "document.querySelector('#original-video').readyState >= 1", timeout=10_000
-        )
+        wait_until_playable(page, "#original-video")
         browser.close()
