@@ -307,3 +307,34 @@ def test_a_segmentation_with_too_many_regions_is_refused(red_guard) -> None:
             segmenter="felzenszwalb",
             segmenter_options={"scale": 0, "min_size": 0},
         )
+
+
+def test_pruning_on_the_output_scores_the_output_itself_below_the_proxy_size(
+    red_guard, red_square, monkeypatch, tmp_path
+) -> None:
+    """Up to ``OUTPUT_PROXY_SIDE``, the output that a flip which held only once grown is pruned on
+    is the real output, rendered and encoded as it will be written, not an approximation."""
+    import safeview.pipeline as pipeline
+
+    seen: dict = {}
+    real = pipeline.search_verified
+
+    def spy(*arguments, **options):
+        seen["render_full"], seen["verify"], seen["labels"] = (
+            arguments[4],
+            arguments[5],
+            arguments[6],
+        )
+        seen["score_output"] = options["score_output"]
+        return real(*arguments, **options)
+
+    monkeypatch.setattr(pipeline, "search_verified", spy)
+    path = tmp_path / "unsafe.jpg"
+    Image.fromarray(red_square).save(path, quality=95)  # the output is a JPEG too
+    report = safeview.safeguard(path, guard=red_guard, segmenter="slic")
+    assert report.success and max(red_square.shape) <= pipeline.OUTPUT_PROXY_SIDE
+    assert report.output_format == "JPEG"
+    regions = int(seen["labels"].max()) + 1
+    sets = [[0], list(range(regions // 2)), list(range(1, regions))]
+    on_output = seen["verify"]([seen["render_full"](chosen) for chosen in sets])
+    np.testing.assert_array_equal(seen["score_output"](sets), on_output)

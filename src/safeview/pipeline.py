@@ -124,6 +124,10 @@ MAX_REGIONS_SEARCHED = 2000
 #: The working image's longer side is at most this many times its target shorter side, so a thin
 #: image (1 x 5,000,000) cannot make attribution and segmentation run at full size.
 MAX_WORKING_ASPECT = 4
+#: A flip that held on the output only once grown is pruned again on the output rendered and
+#: encoded at most this long (full resolution below it, where the pruned flip holds by
+#: construction; above it, an approximation that the real output then verifies).
+OUTPUT_PROXY_SIDE = 800
 
 
 def working_shape(height: int, width: int, short_side: int) -> tuple[int, int]:
@@ -405,11 +409,25 @@ class Pipeline:
             with _timed(timings, "rescore"):
                 return panel.score([decode_pixels(output.encoded) for output in outputs])
 
+        # The output as the guards will see it, for pruning a flip that held only once grown:
+        # rendered and encoded at full resolution, or at OUTPUT_PROXY_SIDE where that is costly.
+        scale = min(1.0, OUTPUT_PROXY_SIDE / max(loaded.height, loaded.width))
+        proxy_h, proxy_w = max(1, round(loaded.height * scale)), max(1, round(loaded.width * scale))
+        proxy = resize(loaded.pixels, (proxy_w, proxy_h))
+
+        def score_output(sets: list[list[int]]) -> np.ndarray:
+            with _timed(timings, "rescore"):
+                outputs = [
+                    renderer.render(proxy, _full_mask(labels, chosen, proxy_h, proxy_w))
+                    for chosen in sets
+                ]
+                return panel.score([decode_pixels(encode_image(o, fmt)) for o in outputs])
+
         working = segmented.working
         return search_verified(
             search, predict, flagged, bind(renderer, working), render_full, verify,
             labels, segmented.attribution, working, margin=self.options.margin,
-            region_gradient=gradient,
+            region_gradient=gradient, score_output=score_output,
         )  # fmt: skip
 
     def _outcome(
@@ -709,7 +727,7 @@ def _build_report(
             labels=segmented.labels,
             search_flipped=first.flipped,
             depth=first.depth,
-            search_stages=[dict(stage) for stage in first.stages],
+            search_stages=[dict(stage) for stage in [*first.stages, *verified.stages]],
             obfuscated_fraction_unpruned=verified.unpruned_fraction,
             forward_passes=_forward_passes(
                 len(panel.guards),

@@ -70,15 +70,73 @@ class Harness:
         p = np.array([self.on_output(set(output.encoded)) for output in outputs])
         return np.stack([1 - p, p], axis=1)
 
-    def run(self, margin: float = 0.0):
+    def score_output(self, sets: list[list[int]]) -> np.ndarray:
+        self.pruning.append([sorted(s) for s in sets])
+        p = np.array([self.on_output(set(s)) for s in sets])
+        return np.stack([1 - p, p], axis=1)
+
+    def run(self, margin: float = 0.0, prune_on_output: bool = False):
         def render(mask: np.ndarray) -> np.ndarray:
             return mask.astype(np.uint8)
 
+        self.pruning: list[list[list[int]]] = []  # the sets scored by pruning on the output
         image = np.zeros((*LABELS.shape, 3), np.uint8)
         return search_verified(
             self.search, lambda images: np.zeros((len(images), 2)), self.flagged, render,
             self.render_full, self.verify, LABELS, np.zeros(LABELS.shape), image, margin=margin,
+            score_output=self.score_output if prune_on_output else None,
         )  # fmt: skip
+
+
+def test_a_flip_that_held_only_once_enlarged_is_pruned_on_the_output() -> None:
+    # The working copy flips with region 0 alone; the output needs regions 1 and 3, and only the
+    # largest fallback holds there. Pruning on the output keeps just what the output needs.
+    harness = Harness(
+        [([0], 0.3), ([0, 1, 2, 3, 4], 0.1)],
+        lambda hidden: 0.1 if {1, 3} <= hidden else 0.9,
+    )
+    verified = harness.run(prune_on_output=True)
+    assert verified.success and verified.chosen == [1, 3]
+    assert verified.encoded == bytes([1, 3]) and verified.probabilities[1] == 0.1
+    np.testing.assert_array_equal(verified.mask, np.isin(LABELS, [1, 3]))
+    # Round 1: every leave-one-out set, then the removable ones (0, 2, 4) dropped together.
+    assert harness.pruning[0] == [
+        [1, 2, 3, 4],
+        [0, 2, 3, 4],
+        [0, 1, 3, 4],
+        [0, 1, 2, 4],
+        [0, 1, 2, 3],
+    ]
+    assert [1, 3] in harness.pruning[1]
+    assert harness.batches[-1] == [[1, 3]]  # the pruned flip verified on the real output
+    scored = sum(len(batch) for batch in harness.pruning) + 1
+    assert verified.stages == [
+        {
+            "stage": "output-prune",
+            "level": 0,
+            "regions": 5,
+            "kept": 2,
+            "scored": scored,
+            "obfuscated": 0.25,
+        }
+    ]
+    assert verified.verify_passes == 1 + 1 + scored  # first try, the fallback, pruning
+    # Without it, the fallback is kept whole.
+    assert Harness(
+        [([0], 0.3), ([0, 1, 2, 3, 4], 0.1)], lambda hidden: 0.1 if {1, 3} <= hidden else 0.9
+    ).run().chosen == [0, 1, 2, 3, 4]
+
+
+def test_a_pruned_flip_that_does_not_hold_on_the_real_output_is_not_kept() -> None:
+    # The output as pruning sees it (a smaller copy) is satisfied by region 1; the real one is not.
+    harness = Harness(
+        [([0], 0.3), ([0, 1, 2], 0.1)], lambda hidden: 0.1 if {1, 2} <= hidden else 0.9
+    )
+    harness.score_output = lambda sets: np.array(  # type: ignore[method-assign]
+        [[0.9, 0.1] if 1 in s else [0.1, 0.9] for s in sets]
+    )
+    verified = harness.run(prune_on_output=True)
+    assert verified.success and verified.chosen == [0, 1, 2]
 
 
 def test_a_flip_that_fails_on_the_output_falls_back_to_a_larger_one_that_holds() -> None:

@@ -129,6 +129,10 @@ def coarse_to_fine_search(
     total = float(labels.size)
     sizes = hierarchy.sizes()
     stats = {"images": 0, "batches": 0}
+
+    def score_sets(sets: list[list[int]]) -> np.ndarray:
+        return predict([render(np.isin(labels, s)) for s in sets])
+
     order = [int(i) for i in np.argsort(-hierarchy.mean_attribution, kind="stable")]
     stages: list[dict[str, object]] = []
     # Supersets of flips found on the way: what to verify when the final set does not hold.
@@ -159,11 +163,9 @@ def coarse_to_fine_search(
         unpruned = list(chosen)
         if prune and len(chosen) > 1:
             before = stats["images"]
-            chosen, probs, chain = _prune(
-                predict,
+            chosen, probs, chain = prune_units(
+                score_sets,
                 still_flagged,
-                render,
-                labels,
                 hierarchy.area,
                 [[r] for r in chosen],
                 probs,
@@ -219,7 +221,7 @@ def coarse_to_fine_search(
     if region_gradient is not None and gradient_steps > 0:
         before = stats["images"]
         grown = gradient_search(
-            lambda sets: predict([render(np.isin(labels, c)) for c in sets]),
+            score_sets,
             still_flagged,
             labels,
             region_gradient,
@@ -296,11 +298,9 @@ def coarse_to_fine_search(
             for r in chosen:
                 units.setdefault(int(groups[r]), []).append(r)
             if 1 < len(units) <= 12:
-                chosen, chosen_probs, chain = _prune(
-                    predict,
+                chosen, chosen_probs, chain = prune_units(
+                    score_sets,
                     still_flagged,
-                    render,
-                    labels,
                     hierarchy.area,
                     list(units.values()),
                     chosen_probs,
@@ -325,11 +325,9 @@ def coarse_to_fine_search(
     return finish(chosen, chosen_probs, depth)
 
 
-def _prune(
-    predict: Predict,
+def prune_units(
+    score_sets: Callable[[list[list[int]]], np.ndarray],
     still_flagged: StillFlagged,
-    render: Callable[[np.ndarray], np.ndarray],
-    labels: np.ndarray,
     area: np.ndarray,
     units: list[list[int]],
     probs: np.ndarray,
@@ -338,7 +336,8 @@ def _prune(
     max_set: int = 24,
     shielded: np.ndarray | None = None,
 ) -> tuple[list[int], np.ndarray, list[list[int]]]:
-    """Drop units (lists of fine regions) that are not needed to keep the flip.
+    """Drop units (lists of fine regions) that are not needed to keep the flip; ``score_sets``
+    scores the fine regions of each set obfuscated.
 
     Each round scores every leave-one-out subset in one batch; the units whose removal alone keeps
     the flip are then dropped together, largest first (with ``shielded``, the protected pixels
@@ -351,7 +350,7 @@ def _prune(
         return sorted(r for unit in kept for r in unit)
 
     def score(sets: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-        scored = predict([render(np.isin(labels, s)) for s in sets])
+        scored = score_sets(sets)
         stats["images"] += len(sets)
         stats["batches"] += 1
         return scored, still_flagged(scored)

@@ -11,6 +11,12 @@ hold, in this order, until one holds on the output:
 3. the search's choice grown along the attribution order by doubling (the top 2, 4, 8, ...
    regions added), short of the whole image.
 
+A flip that held only once grown is larger than it needs to be: the search pruned it at the
+working copy, where it sat right at the decision boundary, and growing overshoots. With
+``score_output`` (the output, or a copy of it rendered and encoded at a smaller size, scored) it
+is pruned again where it has to hold: leave-one-out rounds scored on that output, the result
+verified on the real output.
+
 Nothing holding is not verified (``success`` False): the caller applies its failure policy. The
 output is verified with the plain rule (margin 0), the searches with their margins.
 """
@@ -24,6 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from safeview.counterfactual.coarse_to_fine import prune_units
 from safeview.counterfactual.gradient import RegionGradient, gradient_search
 from safeview.counterfactual.greedy import Counterfactual, Predict
 
@@ -44,6 +51,9 @@ class Rendered(NamedTuple):
 RenderFull = Callable[[list[int]], Rendered]
 #: ``verify(outputs)``: the guard's (B, C) probabilities on the decoded output files, one batch.
 Verify = Callable[[list[Rendered]], np.ndarray]
+#: ``score_output(sets)``: the guards' (B, C) probabilities on the output hiding each set of
+#: regions, encoded and decoded (at full resolution, or a smaller copy of it where that is costly).
+ScoreOutput = Callable[[list[list[int]]], np.ndarray]
 
 #: Extra margins of the searches run again when no flip of the first one holds on the output.
 WIDER_MARGINS = (0.1, 0.25)
@@ -75,6 +85,9 @@ class Verified:
     search_passes: int = 0
     verify_passes: int = 0
     gradient_passes: int = 0
+    #: What verification did after the search, in the form of the search's stages (a flip
+    #: pruned on the output: ``"output-prune"``).
+    stages: list[dict[str, object]] = field(default_factory=list)
 
     @property
     def chosen(self) -> list[int]:
@@ -100,12 +113,15 @@ def search_verified(
     margin: float = 0.0,
     region_gradient: RegionGradient | None = None,
     repair_steps: int = 3,
+    score_output: ScoreOutput | None = None,
+    output_prune_rounds: int = 4,
 ) -> Verified:
     """Run ``search`` (a :class:`~safeview.counterfactual.Search`; ``render`` obfuscates the
     working ``image``) with ``margin`` and verify its choice on the output (see the module
     docstring for what is tried when it does not hold). With ``region_gradient``, a choice that
     does not hold is first repaired: grown by region gradients for at most ``repair_steps``
-    steps, each candidate verified on the output."""
+    steps, each candidate verified on the output. With ``score_output``, a flip that held only
+    once enlarged is pruned on that output (at most ``output_prune_rounds`` rounds)."""
     verify_passes = 0
 
     def run(margin: float) -> Counterfactual:
@@ -162,6 +178,40 @@ def search_verified(
             return None
         return found[0], outputs[tuple(found[0])], found[1]
 
+    def prune_on_output(
+        held: tuple[list[int], Rendered, np.ndarray],
+    ) -> tuple[list[int], Rendered, np.ndarray]:
+        """``held`` with the regions its output does not need dropped (verified on the output)."""
+        nonlocal verify_passes
+        chosen, _, probs = held
+        if len(chosen) < 2 or score_output is None:
+            return held
+        stats = {"images": 0, "batches": 0}
+        pruned, _, _ = prune_units(
+            score_output,
+            lambda scored: flagged(scored, 0.0),
+            searched.area,
+            [[r] for r in chosen],
+            probs,
+            output_prune_rounds,
+            stats,
+        )
+        verify_passes += stats["images"]
+        smaller = len(pruned) < len(chosen)
+        final = (first_held([pruned]) if smaller else None) or held
+        stages.append(
+            {
+                "stage": "output-prune",
+                "level": 0,
+                "regions": len(chosen),
+                "kept": len(final[0]),
+                "scored": stats["images"] + int(smaller),
+                "obfuscated": round(float(searched.area[final[0]].sum()) / labels.size, 6),
+            }
+        )
+        return final
+
+    stages: list[dict[str, object]] = []
     searched = result = run(margin)
     search_passes = searched.images_scored
     gradient_passes += searched.gradient_passes
@@ -192,6 +242,8 @@ def search_verified(
                     )
         if held is None:
             held = first_held(_grown(result))
+        if held is not None and score_output is not None and output_prune_rounds > 0:
+            held = prune_on_output(held)
         if held is not None:
             chosen, output, probabilities = held
             holds = True
@@ -214,6 +266,7 @@ def search_verified(
         search_passes=search_passes,
         verify_passes=verify_passes,
         gradient_passes=gradient_passes,
+        stages=stages,
     )
 
 
@@ -236,6 +289,7 @@ __all__ = [
     "Flagged",
     "RenderFull",
     "Rendered",
+    "ScoreOutput",
     "Verified",
     "Verify",
     "search_verified",
