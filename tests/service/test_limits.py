@@ -186,7 +186,7 @@ def test_nested_multipart_is_a_400(client: TestClient) -> None:
 def test_multipart_is_parsed_off_the_event_loop(client: TestClient, monkeypatch) -> None:
     import safeview.service.app as app_module
 
-    original = app_module.parse_multipart
+    original = app_module._parse_multipart
     loops: list[bool] = []
 
     def spy(*args: Any) -> Any:
@@ -197,7 +197,7 @@ def test_multipart_is_parsed_off_the_event_loop(client: TestClient, monkeypatch)
             loops.append(False)
         return original(*args)
 
-    monkeypatch.setattr(app_module, "parse_multipart", spy)
+    monkeypatch.setattr(app_module, "_parse_multipart", spy)
     response = client.post(
         "/v1/safeguard", files={"file": ("x.png", UNSAFE, "image/png")}, data={"style": "fill"}
     )

@@ -153,6 +153,24 @@ def _parse_multipart(
     return image, fields
 
 
+async def _upload(
+    request: Request, body: bytes, max_parts: int, file_fields: tuple[str, ...]
+) -> tuple[bytes, dict[str, str]]:
+    """(the uploaded file, the query's and form's fields) of a request: a multipart form's file
+    part, or else the raw body."""
+    content_type = request.headers.get("content-type", "")
+    fields: dict[str, str] = dict(request.query_params)
+    if not content_type.lower().startswith("multipart/"):
+        return body, fields
+    upload, form = await run_in_threadpool(
+        _parse_multipart, body, content_type, max_parts, file_fields
+    )
+    fields.update(form)
+    if upload is None:
+        raise ServiceError(400, "bad_request", "multipart body has no 'file' part")
+    return upload, fields
+
+
 _SAFEGUARD_OK: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The report with the obfuscated image (base64), or with "
@@ -402,17 +420,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         authorise(request)
         require_ready()
         async with request_body(request) as body:
-            content_type = request.headers.get("content-type", "")
-            fields: dict[str, str] = dict(request.query_params)
-            if content_type.lower().startswith("multipart/"):
-                image, form = await run_in_threadpool(
-                    parse_multipart, body, content_type, settings.max_parts
-                )
-                fields.update(form)
-                if image is None:
-                    raise ServiceError(400, "bad_request", "multipart body has no 'file' part")
-            else:
-                image = body
+            image, fields = await _upload(request, body, settings.max_parts, ("file", "image"))
             del body
             if not image:
                 raise ServiceError(400, "invalid_image", "empty body: send the image bytes")
@@ -467,17 +475,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise ServiceError(404, "not_found", "video is turned off on this server")
         require_ready()
         async with request_body(request, settings.video_body_limit) as body:
-            content_type = request.headers.get("content-type", "")
-            fields: dict[str, str] = dict(request.query_params)
-            if content_type.lower().startswith("multipart/"):
-                clip, form = await run_in_threadpool(
-                    _parse_multipart, body, content_type, settings.max_parts, ("file", "video")
-                )
-                fields.update(form)
-                if clip is None:
-                    raise ServiceError(400, "bad_request", "multipart body has no 'file' part")
-            else:
-                clip = body
+            clip, fields = await _upload(request, body, settings.max_parts, ("file", "video"))
             del body
             if not clip:
                 raise ServiceError(400, "invalid_video", "empty body: send the video bytes")

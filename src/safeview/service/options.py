@@ -272,7 +272,17 @@ def video_option_schemas(settings: Settings | None = None) -> dict[str, dict[str
 
 def safeguard_video_extra(settings: Settings | None = None) -> dict[str, Any]:
     """The OpenAPI parameters and request body of ``POST /v1/safeguard/video``."""
-    schemas = video_option_schemas(settings)
+    return _upload_extra(video_option_schemas(settings), "video/*")
+
+
+def safeguard_extra(settings: Settings | None = None) -> dict[str, Any]:
+    """The OpenAPI parameters and request body of ``POST /v1/safeguard``."""
+    return _upload_extra(option_schemas(settings), "image/*")
+
+
+def _upload_extra(schemas: dict[str, Any], media: str) -> dict[str, Any]:
+    """The options as query parameters, and a body that is the file (raw, or ``media``) or a
+    multipart form of the file and the options."""
     binary = {"schema": {"type": "string", "format": "binary"}}
     return {
         "parameters": [
@@ -283,35 +293,7 @@ def safeguard_video_extra(settings: Settings | None = None) -> dict[str, Any]:
             "required": True,
             "content": {
                 "application/octet-stream": binary,
-                "video/*": binary,
-                "multipart/form-data": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["file"],
-                        "properties": {
-                            "file": {"type": "string", "format": "binary"},
-                            **schemas,
-                        },
-                    }
-                },
-            },
-        },
-    }
-
-
-def safeguard_extra(settings: Settings | None = None) -> dict[str, Any]:
-    """The OpenAPI parameters and request body of ``POST /v1/safeguard``."""
-    schemas = option_schemas(settings)
-    return {
-        "parameters": [
-            {"name": name, "in": "query", "required": False, "schema": schema}
-            for name, schema in schemas.items()
-        ],
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-                "image/*": {"schema": {"type": "string", "format": "binary"}},
+                media: binary,
                 "multipart/form-data": {
                     "schema": {
                         "type": "object",
