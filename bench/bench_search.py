@@ -91,6 +91,12 @@ def main() -> None:
     )
     parser.add_argument("--oracle-every", type=int, default=20, help="oracle on every N-th image")
     parser.add_argument("--oracle-k", type=int, default=12)
+    parser.add_argument(
+        "--segmenter-options",
+        type=json.loads,
+        default={},
+        help="JSON options for every segmenter, e.g. '{\"n_segments\": 40}'",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results/search.json"))
     args = parser.parse_args()
 
@@ -121,7 +127,9 @@ def main() -> None:
                 chosen = [p for p in chosen if top1[p.name][1] >= 0.5]
             for index, path in enumerate(chosen):
                 g = guard if rule == "top1" else TargetGuard(guard, top1[path.name][0])
-                record = run_one(path, g, search, segmenter, style)
+                record = run_one(
+                    path, g, search, segmenter, style, segmenter_options=args.segmenter_options
+                )
                 record.update(
                     config=f"{search}/{segmenter}/{style}",
                     rule=rule,
@@ -151,8 +159,16 @@ def main() -> None:
                 "blur",
                 max_regions=args.oracle_k,
                 search_options={"batch_size": 64},
+                segmenter_options=args.segmenter_options,
             )
-            default = run_one(path, g, "coarse-to-fine", "bass-guided", "blur")
+            default = run_one(
+                path,
+                g,
+                "coarse-to-fine",
+                "bass-guided",
+                "blur",
+                segmenter_options=args.segmenter_options,
+            )
             oracle.append({"image": path.name, "rule": rule, "oracle": record, "default": default})
             print(f"\roracle {len(oracle)}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)

@@ -138,3 +138,39 @@ def test_make_search_refuses_unknown_names_and_options() -> None:
     with pytest.raises(ValueError, match="bad option for search 'greedy': top_n"):
         make_search("greedy", top_n=3)
     make_search("powerset", top_n=3)
+
+
+def test_a_flip_of_more_regions_than_one_pruning_batch_is_pruned_by_groups() -> None:
+    # 64 fine regions (an 8 x 8 grid); the guard flags while any of three far-apart ones shows.
+    # The search's flip holds most of the grid: too many regions to prune one by one, so they
+    # are pruned as the 2 x 2 blocks of the level above first, then one by one.
+    from safeview.counterfactual.coarse_to_fine import MAX_PRUNE_UNITS
+    from safeview.counterfactual.hierarchy import Hierarchy
+
+    labels = np.kron(np.arange(64).reshape(8, 8), np.ones((5, 5), dtype=int))
+    unsafe = {7, 36, 56}
+    rows, cols = np.divmod(np.arange(64), 8)
+    hierarchy = Hierarchy(
+        labels=labels,
+        levels=(np.arange(64), (rows // 2) * 4 + cols // 2, (cols >= 4).astype(np.int64)),
+        area=np.full(64, 25),
+        mean_attribution=np.zeros(64),
+    )
+    scored: list[int] = []
+
+    def predict(images: list[np.ndarray]) -> np.ndarray:
+        scored.append(len(images))
+        p = np.array([float(any(not im[labels == r].all() for r in unsafe)) for im in images])
+        return np.stack([1 - p, p], axis=1)
+
+    result = coarse_to_fine_search(
+        predict,
+        lambda probs: probs[:, 1] >= 0.5,
+        lambda mask: mask,  # the "image" is the mask: a region shows where it is False
+        hierarchy,
+        fine_budget=0,
+        prune_levels=0,
+    )
+    assert result.flipped and len(result.chosen_unpruned) > MAX_PRUNE_UNITS
+    assert set(result.chosen) == unsafe
+    assert max(scored) <= MAX_PRUNE_UNITS

@@ -32,6 +32,10 @@ from safeview.counterfactual.greedy import (
 )
 from safeview.counterfactual.hierarchy import Hierarchy
 
+#: Units one leave-one-out pruning round scores at most (one batch each; a larger set is pruned
+#: as groups of a coarser level first).
+MAX_PRUNE_UNITS = 24
+
 
 def _first_flip(
     predict: Predict,
@@ -163,17 +167,26 @@ def coarse_to_fine_search(
         unpruned = list(chosen)
         if prune and len(chosen) > 1:
             before = stats["images"]
-            chosen, probs, chain = prune_units(
-                score_sets,
-                still_flagged,
-                hierarchy.area,
-                [[r] for r in chosen],
-                probs,
-                max_prune_rounds,
-                stats,
-                shielded=shielded,
-            )
-            larger.extend(chain)
+            level, units = _units(hierarchy, chosen, MAX_PRUNE_UNITS)
+            while True:
+                chosen, probs, chain = prune_units(
+                    score_sets,
+                    still_flagged,
+                    hierarchy.area,
+                    units,
+                    probs,
+                    max_prune_rounds,
+                    stats,
+                    max_set=MAX_PRUNE_UNITS,
+                    shielded=shielded,
+                )
+                larger.extend(chain)
+                # Too many fine regions to prune one by one: pruned as groups of a coarser
+                # level first, then what is left as finer groups, down to fine regions.
+                finer, units = _units(hierarchy, chosen, MAX_PRUNE_UNITS)
+                if level == 0 or finer >= level or len(chosen) < 2:
+                    break
+                level = finer
             stages.append(
                 _stage(
                     "prune",
@@ -381,6 +394,20 @@ def prune_units(
         units = [unit for j, unit in enumerate(units) if j not in drop]
         chain.append(union(units))
     return chain[-1], probs, chain[:-1]
+
+
+def _units(hierarchy: Hierarchy, chosen: list[int], limit: int) -> tuple[int, list[list[int]]]:
+    """``chosen`` (fine regions) as at most ``limit`` units for pruning, and their level: the
+    fine regions themselves (level 0) when they are few enough, else their groups at the finest
+    level that has at most ``limit`` of them (the coarsest level when none has)."""
+    units: dict[int, list[int]] = {}
+    for level, groups in enumerate(hierarchy.levels):
+        units = {}
+        for r in chosen:
+            units.setdefault(int(groups[r]), []).append(r)
+        if len(units) <= limit:
+            return level, list(units.values())
+    return len(hierarchy.levels) - 1, list(units.values())
 
 
 def _stage(
