@@ -338,3 +338,42 @@ def test_pruning_on_the_output_scores_the_output_itself_below_the_proxy_size(
     sets = [[0], list(range(regions // 2)), list(range(1, regions))]
     on_output = seen["verify"]([seen["render_full"](chosen) for chosen in sets])
     np.testing.assert_array_equal(seen["score_output"](sets), on_output)
+
+
+def test_above_the_proxy_size_pruning_scores_a_smaller_encoded_copy(red_guard, monkeypatch) -> None:
+    """A large image's candidates are scored on a copy at most ``OUTPUT_PROXY_SIDE`` on a side:
+    the same decisions as the real output on the red square, at a fraction of the pixels."""
+    import safeview.pipeline as pipeline
+
+    seen: dict = {}
+    real = pipeline.search_verified
+    sizes: list[tuple[int, ...]] = []
+
+    def spy(*arguments, **options):
+        seen["render_full"], seen["verify"], seen["labels"] = (
+            arguments[4],
+            arguments[5],
+            arguments[6],
+        )
+        seen["score_output"] = options["score_output"]
+        return real(*arguments, **options)
+
+    monkeypatch.setattr(pipeline, "search_verified", spy)
+    monkeypatch.setattr(pipeline, "OUTPUT_PROXY_SIDE", 200)
+    big = np.kron(red_square_image(), np.ones((4, 4, 1), dtype=np.uint8))  # 512 x 512
+    report = safeview.safeguard(big, guard=red_guard, segmenter="slic", style="fill")
+    assert report.success
+    pipeline_object = safeview.Pipeline(guard=red_guard)
+    original = type(pipeline_object.panel).score
+
+    def measure(self, images, **options):
+        sizes.extend(image.shape for image in images)
+        return original(self, images, **options)
+
+    monkeypatch.setattr(type(pipeline_object.panel), "score", measure)
+    regions = int(seen["labels"].max()) + 1
+    sets = [[0], list(range(regions))]
+    proxy = seen["score_output"](sets)
+    assert {shape[:2] for shape in sizes} == {(200, 200)}
+    full = seen["verify"]([seen["render_full"](chosen) for chosen in sets])
+    np.testing.assert_array_equal(proxy.argmax(axis=1), full.argmax(axis=1))

@@ -413,12 +413,14 @@ class Pipeline:
         # rendered and encoded at full resolution, or at OUTPUT_PROXY_SIDE where that is costly.
         scale = min(1.0, OUTPUT_PROXY_SIDE / max(loaded.height, loaded.width))
         proxy_h, proxy_w = max(1, round(loaded.height * scale)), max(1, round(loaded.width * scale))
-        proxy = resize(loaded.pixels, (proxy_w, proxy_h))
+        proxies: list[np.ndarray] = []  # made on first use: most images never need it
 
         def score_output(sets: list[list[int]]) -> np.ndarray:
             with _timed(timings, "rescore"):
+                if not proxies:
+                    proxies.append(resize(loaded.pixels, (proxy_w, proxy_h)))
                 outputs = [
-                    renderer.render(proxy, _full_mask(labels, chosen, proxy_h, proxy_w))
+                    renderer.render(proxies[0], _full_mask(labels, chosen, proxy_h, proxy_w))
                     for chosen in sets
                 ]
                 return panel.score([decode_pixels(encode_image(o, fmt)) for o in outputs])
