@@ -7,7 +7,12 @@ from hypothesis import strategies as st
 from scipy.ndimage import label as connected_components
 
 import safeview
-from safeview.segmentation.bass import enforce_connectivity, simple_point_table
+from safeview.segmentation.bass import (
+    MAX_REGION_FRACTION,
+    enforce_connectivity,
+    simple_point_table,
+    split_large_regions,
+)
 
 
 def _assert_valid(labels: np.ndarray, shape: tuple[int, int]) -> None:
@@ -119,3 +124,31 @@ def test_guided_boundaries_follow_the_attribution() -> None:
 def test_bass_guided_needs_an_attribution() -> None:
     with pytest.raises(ValueError, match="attribution"):
         safeview.segment(np.zeros((20, 20, 3), np.uint8), "bass-guided")
+
+
+def test_large_regions_are_cut_until_none_is_larger_than_the_bound() -> None:
+    # One region covering most of the image, a few small ones: only the large one is cut.
+    labels = np.zeros((60, 80), dtype=np.int64)
+    labels[:10, :10], labels[50:, 70:], labels[20:25, 30:35] = 1, 2, 3
+    cut = split_large_regions(labels, 0.05)
+    _assert_valid(cut, labels.shape)
+    sizes = np.bincount(cut.ravel())
+    assert sizes.max() <= 0.05 * labels.size
+    # The small regions are untouched; the large one is now many pieces that tile it exactly.
+    for region in (1, 2, 3):
+        assert len(np.unique(cut[labels == region])) == 1
+    pieces = np.unique(cut[labels == 0])
+    assert len(pieces) >= 16 and not set(pieces) & set(np.unique(cut[labels != 0]))
+
+
+def test_bass_guided_bounds_its_regions_and_none_keeps_them() -> None:
+    yy, xx = np.mgrid[:120, :160]
+    image = np.full((120, 160, 3), 128, np.uint8)  # flat: BASS alone leaves large regions
+    attribution = (((yy - 60) ** 2 + (xx - 80) ** 2) < 30**2).astype(np.float64)
+    default = safeview.segment(image, "bass-guided", attribution=attribution)
+    kept = safeview.segment(image, "bass-guided", attribution=attribution, max_region_fraction=None)
+    _assert_valid(default, image.shape[:2])
+    assert np.bincount(default.ravel()).max() <= MAX_REGION_FRACTION * default.size
+    assert np.bincount(kept.ravel()).max() > MAX_REGION_FRACTION * kept.size
+    with pytest.raises(ValueError, match="max_region_fraction"):
+        safeview.segment(image, "bass-guided", attribution=attribution, max_region_fraction=0)

@@ -45,12 +45,17 @@ from safeview.segmentation.bass_topology import (
 
 __all__ = [
     "BASS",
+    "MAX_REGION_FRACTION",
     "GuidedBASS",
     "enforce_connectivity",
     "hexagonal_grid",
     "lab_features",
     "simple_point_table",
+    "split_large_regions",
 ]
+
+#: bass-guided's default bound on a region's share of the image (see :class:`GuidedBASS`).
+MAX_REGION_FRACTION = 0.03
 
 
 class BASS:
@@ -200,11 +205,60 @@ class BASS:
 
 
 class GuidedBASS(BASS):
-    """BASS with the attribution map as an extra feature (``attribution_weight`` 0.5 default)."""
+    """BASS with the attribution map as an extra feature (``attribution_weight`` 0.5 default).
+
+    ``max_region_fraction`` (default 0.03): a superpixel larger than this fraction of the image
+    is cut in two across its longest axis, repeatedly, until none is. BASS leaves some regions
+    large (a uniform sky, a wall, or the body of the object itself); the search can only hide a
+    region whole, so a large one that carries a little of the evidence costs its whole area.
+    ``None`` keeps BASS's regions as they are.
+    """
 
     name = "bass-guided"
 
-    def __init__(self, attribution_weight: float = 0.5, **options: object) -> None:
+    def __init__(
+        self,
+        attribution_weight: float = 0.5,
+        max_region_fraction: float | None = MAX_REGION_FRACTION,
+        **options: object,
+    ) -> None:
         if attribution_weight <= 0:
             raise ValueError("bass-guided needs attribution_weight > 0")
+        if max_region_fraction is not None and not 0 < max_region_fraction <= 1:
+            raise ValueError(
+                f"max_region_fraction must be in (0, 1] or None, got {max_region_fraction}"
+            )
         super().__init__(attribution_weight=attribution_weight, **options)  # type: ignore[arg-type]
+        self.max_region_fraction = max_region_fraction
+
+    def segment(self, image: np.ndarray, attribution: np.ndarray | None = None) -> np.ndarray:
+        labels = super().segment(image, attribution)
+        if self.max_region_fraction is None:
+            return labels
+        return split_large_regions(labels, self.max_region_fraction)
+
+
+def split_large_regions(labels: np.ndarray, max_fraction: float) -> np.ndarray:
+    """``labels`` with every region larger than ``max_fraction`` of the image cut in two at the
+    median of its principal axis, until none is; 4-connected, numbered 0..K-1."""
+    labels = np.array(labels, dtype=np.int64, copy=True)
+    limit = max(1.0, max_fraction * labels.size)
+    count = int(labels.max()) + 1
+    sizes = np.bincount(labels.ravel(), minlength=count)
+    pending = [r for r in range(count) if sizes[r] > limit]
+    while pending:
+        region = pending.pop()
+        ys, xs = np.nonzero(labels == region)
+        if len(ys) <= limit:
+            continue
+        points = np.stack([ys, xs], axis=1).astype(np.float64)
+        points -= points.mean(axis=0)
+        _, _, axes = np.linalg.svd(points, full_matrices=False)
+        along = points @ axes[0]
+        upper = along > np.median(along)
+        if not upper.any() or upper.all():
+            continue  # nothing to cut along (a single row of identical points)
+        labels[ys[upper], xs[upper]] = count
+        pending += [region, count]
+        count += 1
+    return enforce_connectivity(labels, 1)
