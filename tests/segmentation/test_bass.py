@@ -141,14 +141,16 @@ def test_large_regions_are_cut_until_none_is_larger_than_the_bound() -> None:
     assert len(pieces) >= 16 and not set(pieces) & set(np.unique(cut[labels != 0]))
 
 
-def test_bass_guided_bounds_its_regions_and_none_keeps_them() -> None:
+def test_bass_guided_bounds_its_regions_when_asked() -> None:
     yy, xx = np.mgrid[:120, :160]
     image = np.full((120, 160, 3), 128, np.uint8)  # flat: BASS alone leaves large regions
     attribution = (((yy - 60) ** 2 + (xx - 80) ** 2) < 30**2).astype(np.float64)
+    bounded = safeview.segment(
+        image, "bass-guided", attribution=attribution, max_region_fraction=MAX_REGION_FRACTION
+    )
     default = safeview.segment(image, "bass-guided", attribution=attribution)
-    kept = safeview.segment(image, "bass-guided", attribution=attribution, max_region_fraction=None)
-    _assert_valid(default, image.shape[:2])
-    assert np.bincount(default.ravel()).max() <= MAX_REGION_FRACTION * default.size
-    assert np.bincount(kept.ravel()).max() > MAX_REGION_FRACTION * kept.size
+    _assert_valid(bounded, image.shape[:2])
+    assert np.bincount(bounded.ravel()).max() <= MAX_REGION_FRACTION * bounded.size
+    assert np.bincount(default.ravel()).max() > MAX_REGION_FRACTION * default.size
     with pytest.raises(ValueError, match="max_region_fraction"):
         safeview.segment(image, "bass-guided", attribution=attribution, max_region_fraction=0)
