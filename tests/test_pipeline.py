@@ -309,6 +309,23 @@ def test_a_segmentation_with_too_many_regions_is_refused(red_guard) -> None:
         )
 
 
+def _spy_on_verification(monkeypatch) -> dict:
+    """What the pipeline hands ``search_verified``: its full-resolution renderer, verifier,
+    labels and output scorer (filled in when a safeguard runs)."""
+    import safeview.pipeline as pipeline
+
+    seen: dict = {}
+    real = pipeline.search_verified
+
+    def spy(*arguments, **options):
+        seen["render_full"], seen["verify"], seen["labels"] = arguments[4:7]
+        seen["score_output"] = options["score_output"]
+        return real(*arguments, **options)
+
+    monkeypatch.setattr(pipeline, "search_verified", spy)
+    return seen
+
+
 def test_pruning_on_the_output_scores_the_output_itself_below_the_proxy_size(
     red_guard, red_square, monkeypatch, tmp_path
 ) -> None:
@@ -316,19 +333,7 @@ def test_pruning_on_the_output_scores_the_output_itself_below_the_proxy_size(
     is the real output, rendered and encoded as it will be written, not an approximation."""
     import safeview.pipeline as pipeline
 
-    seen: dict = {}
-    real = pipeline.search_verified
-
-    def spy(*arguments, **options):
-        seen["render_full"], seen["verify"], seen["labels"] = (
-            arguments[4],
-            arguments[5],
-            arguments[6],
-        )
-        seen["score_output"] = options["score_output"]
-        return real(*arguments, **options)
-
-    monkeypatch.setattr(pipeline, "search_verified", spy)
+    seen = _spy_on_verification(monkeypatch)
     path = tmp_path / "unsafe.jpg"
     Image.fromarray(red_square).save(path, quality=95)  # the output is a JPEG too
     report = safeview.safeguard(path, guard=red_guard, segmenter="slic")
@@ -345,20 +350,8 @@ def test_above_the_proxy_size_pruning_scores_a_smaller_encoded_copy(red_guard, m
     the same decisions as the real output on the red square, at a fraction of the pixels."""
     import safeview.pipeline as pipeline
 
-    seen: dict = {}
-    real = pipeline.search_verified
+    seen = _spy_on_verification(monkeypatch)
     sizes: list[tuple[int, ...]] = []
-
-    def spy(*arguments, **options):
-        seen["render_full"], seen["verify"], seen["labels"] = (
-            arguments[4],
-            arguments[5],
-            arguments[6],
-        )
-        seen["score_output"] = options["score_output"]
-        return real(*arguments, **options)
-
-    monkeypatch.setattr(pipeline, "search_verified", spy)
     monkeypatch.setattr(pipeline, "OUTPUT_PROXY_SIDE", 200)
     big = np.kron(red_square_image(), np.ones((4, 4, 1), dtype=np.uint8))  # 512 x 512
     report = safeview.safeguard(big, guard=red_guard, segmenter="slic", style="fill")
