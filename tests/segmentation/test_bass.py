@@ -141,16 +141,48 @@ def test_large_regions_are_cut_until_none_is_larger_than_the_bound() -> None:
     assert len(pieces) >= 16 and not set(pieces) & set(np.unique(cut[labels != 0]))
 
 
-def test_bass_guided_bounds_its_regions_when_asked() -> None:
-    yy, xx = np.mgrid[:120, :160]
+def test_large_regions_are_cut_only_where_their_attribution_is_uneven() -> None:
+    # Left half: one region with even attribution; right half: one region, cold but for a hot
+    # 10 x 10 corner. Only the right one is cut, and the hot corner ends in a small piece.
+    labels = np.zeros((60, 80), dtype=np.int64)
+    labels[:, 40:] = 1
+    attribution = np.zeros(labels.shape)
+    attribution[:, :40] = 0.5
+    attribution[50:, 70:] = 1.0
+    cut = split_large_regions(labels, 0.05, attribution=attribution, min_difference=0.03)
+    _assert_valid(cut, labels.shape)
+    assert len(np.unique(cut[:, :40])) == 1  # even evidence: whole, though 50% of the image
+    assert len(np.unique(cut[:, 40:])) >= 2
+    hot = np.unique(cut[50:, 70:])
+    assert np.isin(cut, hot).sum() <= 0.05 * labels.size
+    # A large difference threshold leaves everything whole; none cuts geometrically.
+    whole = split_large_regions(labels, 0.05, attribution=attribution, min_difference=0.6)
+    assert len(np.unique(whole)) == 2
+    geometric = split_large_regions(labels, 0.05, attribution=attribution, min_difference=0.0)
+    assert np.bincount(geometric.ravel()).max() <= 0.05 * labels.size
+
+
+def test_bass_guided_cuts_uneven_large_regions_by_default() -> None:
+    xx = np.mgrid[:120, :160][1]
     image = np.full((120, 160, 3), 128, np.uint8)  # flat: BASS alone leaves large regions
-    attribution = (((yy - 60) ** 2 + (xx - 80) ** 2) < 30**2).astype(np.float64)
-    bounded = safeview.segment(
-        image, "bass-guided", attribution=attribution, max_region_fraction=MAX_REGION_FRACTION
-    )
+    # Attribution that ramps across the image: every large region has uneven halves.
+    attribution = xx / 159.0
     default = safeview.segment(image, "bass-guided", attribution=attribution)
-    _assert_valid(bounded, image.shape[:2])
-    assert np.bincount(bounded.ravel()).max() <= MAX_REGION_FRACTION * bounded.size
-    assert np.bincount(default.ravel()).max() > MAX_REGION_FRACTION * default.size
+    unbounded = safeview.segment(
+        image, "bass-guided", attribution=attribution, max_region_fraction=None
+    )
+    _assert_valid(default, image.shape[:2])
+    assert np.bincount(unbounded.ravel()).max() > MAX_REGION_FRACTION * unbounded.size
+    assert len(np.unique(default)) > len(np.unique(unbounded))
+    # A flat attribution gives no reason to cut: the default equals the unbounded segmentation.
+    flat = np.full(image.shape[:2], 0.4)
+    np.testing.assert_array_equal(
+        safeview.segment(image, "bass-guided", attribution=flat),
+        safeview.segment(image, "bass-guided", attribution=flat, max_region_fraction=None),
+    )
     with pytest.raises(ValueError, match="max_region_fraction"):
         safeview.segment(image, "bass-guided", attribution=attribution, max_region_fraction=0)
+    with pytest.raises(ValueError, match="min_attribution_difference"):
+        safeview.segment(
+            image, "bass-guided", attribution=attribution, min_attribution_difference=-1
+        )

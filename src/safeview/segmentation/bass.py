@@ -46,6 +46,7 @@ from safeview.segmentation.bass_topology import (
 __all__ = [
     "BASS",
     "MAX_REGION_FRACTION",
+    "MIN_ATTRIBUTION_DIFFERENCE",
     "GuidedBASS",
     "enforce_connectivity",
     "hexagonal_grid",
@@ -54,9 +55,11 @@ __all__ = [
     "split_large_regions",
 ]
 
-#: The bound on a region's share of the image measured in bench/README 9d (``bass-guided``'s
-#: ``max_region_fraction``; off by default, see :class:`GuidedBASS`).
+#: Above this share of the image, a ``bass-guided`` region with uneven attribution is cut in two
+#: (``max_region_fraction``, see :class:`GuidedBASS` and bench/README 9d).
 MAX_REGION_FRACTION = 0.03
+#: How much the two halves' mean attribution must differ for a large region to be cut (bench 9d).
+MIN_ATTRIBUTION_DIFFERENCE = 0.03
 
 
 class BASS:
@@ -208,13 +211,16 @@ class BASS:
 class GuidedBASS(BASS):
     """BASS with the attribution map as an extra feature (``attribution_weight`` 0.5 default).
 
-    ``max_region_fraction`` (off by default; 0.03 is :data:`MAX_REGION_FRACTION`): a
-    superpixel larger than this fraction of the image is cut in two across its longest axis,
-    repeatedly, until none is. BASS leaves some regions large (a uniform sky, a wall, or the body
-    of the object itself); the search can only hide a region whole, so a large one that carries a
-    little of the evidence costs its whole area. It is not the default because the cut is
-    geometric: it also halves a uniform object, and the search may then hide only the half that
-    flips the guard (a 32-pixel red square in a 128-pixel image, 6% of it, is left half visible).
+    Large regions are then cut where the evidence inside them is uneven. BASS leaves some
+    regions large (a uniform sky, a wall, the body of an object); the search can only hide a
+    region whole, so a large region that carries a little of the evidence costs its whole area.
+    A superpixel larger than ``max_region_fraction`` of the image (default
+    :data:`MAX_REGION_FRACTION`, 3%) is cut in two at the median of its longest axis when the
+    two halves' mean attribution (0..1) differs by at least ``min_attribution_difference``
+    (default :data:`MIN_ATTRIBUTION_DIFFERENCE`, 0.03), repeatedly. A region whose evidence is
+    even (a uniform unsafe object) stays whole, so the search hides all of it or none of it.
+    ``max_region_fraction=None`` turns the cut off; ``min_attribution_difference=0`` cuts every
+    large region geometrically (smaller areas, but a uniform object may be left half visible).
     """
 
     name = "bass-guided"
@@ -222,7 +228,8 @@ class GuidedBASS(BASS):
     def __init__(
         self,
         attribution_weight: float = 0.5,
-        max_region_fraction: float | None = None,
+        max_region_fraction: float | None = MAX_REGION_FRACTION,
+        min_attribution_difference: float = MIN_ATTRIBUTION_DIFFERENCE,
         **options: object,
     ) -> None:
         if attribution_weight <= 0:
@@ -231,19 +238,43 @@ class GuidedBASS(BASS):
             raise ValueError(
                 f"max_region_fraction must be in (0, 1] or None, got {max_region_fraction}"
             )
+        if not 0 <= min_attribution_difference <= 1:
+            raise ValueError(
+                f"min_attribution_difference must be in [0, 1], got {min_attribution_difference}"
+            )
         super().__init__(attribution_weight=attribution_weight, **options)  # type: ignore[arg-type]
         self.max_region_fraction = max_region_fraction
+        self.min_attribution_difference = min_attribution_difference
 
     def segment(self, image: np.ndarray, attribution: np.ndarray | None = None) -> np.ndarray:
         labels = super().segment(image, attribution)
         if self.max_region_fraction is None:
             return labels
-        return split_large_regions(labels, self.max_region_fraction)
+        guide = np.clip(np.asarray(attribution, dtype=np.float64), 0.0, 1.0)
+        return split_large_regions(
+            labels,
+            self.max_region_fraction,
+            attribution=guide,
+            min_difference=self.min_attribution_difference,
+        )
 
 
-def split_large_regions(labels: np.ndarray, max_fraction: float) -> np.ndarray:
+def split_large_regions(
+    labels: np.ndarray,
+    max_fraction: float,
+    attribution: np.ndarray | None = None,
+    min_difference: float = 0.0,
+) -> np.ndarray:
     """``labels`` with every region larger than ``max_fraction`` of the image cut in two at the
-    median of its principal axis, until none is; 4-connected, numbered 0..K-1."""
+    median of its principal axis, repeatedly; 4-connected, numbered 0..K-1.
+
+    With ``attribution``, a region is cut only where its two halves' mean attribution differs
+    by at least ``min_difference``; without, every large region is cut until none is.
+    """
+    if attribution is not None and attribution.shape != labels.shape:
+        raise ValueError(
+            f"attribution shape {attribution.shape} does not match labels {labels.shape}"
+        )
     labels = np.array(labels, dtype=np.int64, copy=True)
     limit = max(1.0, max_fraction * labels.size)
     count = int(labels.max()) + 1
@@ -261,6 +292,10 @@ def split_large_regions(labels: np.ndarray, max_fraction: float) -> np.ndarray:
         upper = along > np.median(along)
         if not upper.any() or upper.all():
             continue  # nothing to cut along (a single row of identical points)
+        if attribution is not None:
+            inside = attribution[ys, xs]
+            if abs(inside[upper].mean() - inside[~upper].mean()) < min_difference:
+                continue  # even evidence: the region stays whole
         labels[ys[upper], xs[upper]] = count
         pending += [region, count]
         count += 1
