@@ -1,5 +1,6 @@
 """The frozen inference copy of a guard's module: built in the background after enough images,
-equal to the original, and never used when it would not be."""
+equal to the original, and never used when it would not be. (Where onnxruntime scores the guard,
+guards/runtime.py, no frozen copy is needed: these tests turn it off.)"""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ def _images(n: int) -> list[np.ndarray]:
 def test_frozen_copy_after_enough_images_scores_the_same(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(base, "FREEZE_AFTER", 8)
     monkeypatch.setenv("SAFEVIEW_FREEZE", "1")
+    monkeypatch.setenv("SAFEVIEW_ONNX", "0")
     guard = RedGuard()
     images = _images(12)
     eager = scores(guard, images[:4])  # 4 images: below the bar, nothing is built
@@ -48,6 +50,7 @@ def test_frozen_copy_after_enough_images_scores_the_same(monkeypatch: pytest.Mon
 def test_no_frozen_copy_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(base, "FREEZE_AFTER", 2)
     monkeypatch.delenv("SAFEVIEW_FREEZE", raising=False)
+    monkeypatch.setenv("SAFEVIEW_ONNX", "0")
     guard = RedGuard()
     scores(guard, _images(6))
     assert inference_module(guard) is guard.module
@@ -71,6 +74,7 @@ class _Branchy(torch.nn.Module):
 def test_a_copy_that_differs_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(base, "FREEZE_AFTER", 2)
     monkeypatch.setenv("SAFEVIEW_FREEZE", "1")
+    monkeypatch.setenv("SAFEVIEW_ONNX", "0")
     guard = RedGuard()
     guard.module = _Branchy()
     scores(guard, _images(3))

@@ -183,7 +183,9 @@ def inference_module(guard: Guard, images: int = 0) -> torch.nn.Module:
     on a probe batch of another batch size by more than :data:`FREEZE_TOLERANCE`. Opt-in,
     ``SAFEVIEW_FREEZE=1``: the copy's probabilities differ from the original's in the fifth
     decimal, so a process that has switched would not reproduce a fresh one's reports exactly
-    (a resumed run must). Attribution always runs the original (gradients and hooks)."""
+    (a resumed run must). Attribution always runs the original (gradients and hooks). On the
+    CPU, :func:`scores` uses the onnxruntime copy instead where there is one
+    (:mod:`safeview.guards.runtime`)."""
     module = guard.module
     with _LOCKS_GUARD:
         cached = _INFERENCE.get(module)
@@ -231,10 +233,22 @@ def _frozen(guard: Guard) -> torch.nn.Module | None:
 
 
 def scores(guard: Guard, images: list[np.ndarray] | np.ndarray, batch_size: int = 16) -> np.ndarray:
-    """Probabilities (B, C) for RGB uint8 images, without gradients, in batches (through
-    :func:`inference_module`)."""
+    """Probabilities (B, C) for RGB uint8 images, without gradients, in batches: through the
+    guard's onnxruntime copy on the CPU (:func:`safeview.guards.runtime.onnx_scorer`), else
+    through :func:`inference_module`."""
+    from safeview.guards.runtime import forward, onnx_scorer
+
     batch = list(images) if not isinstance(images, np.ndarray) or images.ndim == 4 else [images]
     out = []
+    with module_lock(guard.module):
+        scorer = onnx_scorer(guard)
+        if scorer is not None:
+            with torch.inference_mode():
+                for start in range(0, len(batch), batch_size):
+                    x = guard.preprocess(batch[start : start + batch_size])
+                    logits = forward(guard.module, scorer, x)
+                    out.append(guard.probabilities(logits).float().cpu().numpy())
+            return np.concatenate(out, axis=0)
     module = inference_module(guard, len(batch))
     with module_lock(guard.module), torch.inference_mode():
         for start in range(0, len(batch), batch_size):
