@@ -218,3 +218,56 @@ def test_the_choice_grows_along_the_attribution_order_when_no_search_holds() -> 
     assert harness.batches == [[[0]], [[0, 1], [0, 1, 2, 3]]]
     assert verified.chosen == [0, 1, 2, 3] and verified.unpruned_fraction == 0.5
     assert len(verified.warnings) == 1 and "kept a candidate of 4 regions" in verified.warnings[0]
+
+
+def test_a_held_flip_of_more_regions_than_one_batch_is_pruned_in_groups_then_singly() -> None:
+    # 40 regions; the working copy flips with region 0, the output only once regions 5 and 17
+    # are hidden, and the first fallback that holds there has 30 regions: more than one
+    # leave-one-out batch (24). It is pruned as groups of neighbouring attribution rank, then
+    # one by one.
+    labels = np.kron(np.arange(40).reshape(5, 8), np.ones((3, 3), dtype=int))
+    needed = {5, 17}
+
+    def search(predict, still_flagged, render, labels_, attribution, image) -> Counterfactual:
+        return Counterfactual(
+            order=list(range(40)),
+            mean_attribution=np.linspace(1.0, 0.0, 40),
+            area=np.full(40, 9),
+            flipped=True,
+            depth=1,
+            chosen_unpruned=[0],
+            chosen=[0],
+            probabilities=np.array([0.6, 0.4]),
+            images_scored=10,
+            fallback_sets=[list(range(30))],
+        )
+
+    def p_unsafe(hidden: set[int]) -> float:
+        return 0.1 if needed <= hidden else 0.9
+
+    def render_full(chosen: list[int]) -> Rendered:
+        mask = np.isin(labels, chosen)
+        return Rendered(mask, np.where(mask, 0, 255).astype(np.uint8), bytes(sorted(chosen)))
+
+    def verify(outputs: list[Rendered]) -> np.ndarray:
+        p = np.array([p_unsafe(set(output.encoded)) for output in outputs])
+        return np.stack([1 - p, p], axis=1)
+
+    batches: list[list[list[int]]] = []
+
+    def score_output(sets: list[list[int]]) -> np.ndarray:
+        batches.append([sorted(s) for s in sets])
+        p = np.array([p_unsafe(set(s)) for s in sets])
+        return np.stack([1 - p, p], axis=1)
+
+    verified = search_verified(
+        search, lambda images: np.zeros((len(images), 2)), Harness.flagged,
+        lambda mask: mask.astype(np.uint8), render_full, verify, labels,
+        np.zeros(labels.shape), np.zeros((*labels.shape, 3), np.uint8),
+        score_output=score_output,
+    )  # fmt: skip
+    assert verified.success and verified.chosen == sorted(needed)
+    assert len(batches[0]) == 15  # 30 regions as 15 groups of two, one batch
+    assert all(len(batch) <= 24 for batch in batches)
+    stage = verified.stages[-1]
+    assert stage["stage"] == "output-prune" and (stage["regions"], stage["kept"]) == (30, 2)

@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from safeview.counterfactual.coarse_to_fine import prune_units
+from safeview.counterfactual.coarse_to_fine import MAX_PRUNE_UNITS, prune_units
 from safeview.counterfactual.gradient import RegionGradient, gradient_search
 from safeview.counterfactual.greedy import Counterfactual, Predict
 
@@ -187,15 +187,28 @@ def search_verified(
         if len(chosen) < 2 or score_output is None:
             return held
         stats = {"images": 0, "batches": 0}
-        pruned, _, _ = prune_units(
-            score_output,
-            lambda scored: flagged(scored, 0.0),
-            searched.area,
-            [[r] for r in chosen],
-            probs,
-            output_prune_rounds,
-            stats,
-        )
+
+        def still(scored: np.ndarray) -> np.ndarray:
+            return flagged(scored, 0.0)
+
+        pruned = list(chosen)
+        if len(pruned) > MAX_PRUNE_UNITS:
+            # Too many regions for one leave-one-out batch: groups of neighbouring attribution
+            # rank first (the least attributed together), then what is left one by one.
+            groups = _rank_groups(pruned, searched.mean_attribution, MAX_PRUNE_UNITS)
+            pruned, probs, _ = prune_units(
+                score_output, still, searched.area, groups, probs, output_prune_rounds, stats
+            )
+        if 1 < len(pruned) <= MAX_PRUNE_UNITS:
+            pruned, probs, _ = prune_units(
+                score_output,
+                still,
+                searched.area,
+                [[r] for r in pruned],
+                probs,
+                output_prune_rounds,
+                stats,
+            )
         verify_passes += stats["images"]
         smaller = len(pruned) < len(chosen)
         final = (first_held([pruned]) if smaller else None) or held
@@ -268,6 +281,13 @@ def search_verified(
         gradient_passes=gradient_passes,
         stages=stages,
     )
+
+
+def _rank_groups(chosen: list[int], mean_attribution: np.ndarray, limit: int) -> list[list[int]]:
+    """``chosen`` as at most ``limit`` groups of regions adjacent in attribution rank."""
+    ranked = sorted(chosen, key=lambda r: (float(mean_attribution[r]), r))
+    size = -(-len(ranked) // limit)
+    return [ranked[i : i + size] for i in range(0, len(ranked), size)]
 
 
 def _grown(result: Counterfactual) -> list[list[int]]:
