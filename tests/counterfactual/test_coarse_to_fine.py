@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from safeview.counterfactual import (
+    Counterfactual,
     build_hierarchy,
     coarse_to_fine_search,
     make_search,
@@ -174,3 +175,42 @@ def test_a_flip_of_more_regions_than_one_pruning_batch_is_pruned_by_groups() -> 
     assert result.flipped and len(result.chosen_unpruned) > MAX_PRUNE_UNITS
     assert set(result.chosen) == unsafe
     assert max(scored) <= MAX_PRUNE_UNITS
+
+
+def test_a_large_gradient_flip_is_compared_with_the_hierarchys() -> None:
+    # The fine prefix misses region 5; the (fake) region gradient ranks three harmless regions
+    # before it, so growing by gradients flips only at {1, 2, 3, 5}, a quarter of the image.
+    labels, attribution, predict, still_flagged, render, calls = _setup(
+        {5}, [0, 5, *[r for r in range(16) if r not in (0, 5)]]
+    )
+    image = np.zeros((*labels.shape, 3), dtype=np.uint8)
+    hierarchy = build_hierarchy(labels, image, attribution)
+
+    def gradient(chosen: list[int], slack: float) -> np.ndarray:
+        values = np.zeros(16)
+        values[[1, 2, 3, 5]] = [-4.0, -3.0, -2.0, -1.0]
+        return values
+
+    def search(**options: float) -> Counterfactual:
+        calls.clear()
+        return coarse_to_fine_search(
+            predict, still_flagged, render, hierarchy, fine_budget=1, prune=False,
+            region_gradient=gradient, **options,
+        )  # fmt: skip
+
+    # Above 10% of the image: the hierarchy is searched too, and its smaller flip kept.
+    result = search()
+    stages = [stage["stage"] for stage in result.stages]
+    assert stages[:3] == ["fine", "gradient", "coarse"]
+    area = int(result.area[result.chosen].sum())
+    assert result.flipped and 5 in result.chosen
+    assert area < int(result.area[[1, 2, 3, 5]].sum())
+    assert [1, 2, 3, 5] in result.fallback_sets
+    assert result.images_scored == sum(calls)
+    # climb_above=1: the gradient's flip is taken as found.
+    taken = search(climb_above=1.0)
+    assert taken.chosen == [1, 2, 3, 5]
+    assert "coarse" not in [s["stage"] for s in taken.stages]
+    assert taken.images_scored == sum(calls)
+    with pytest.raises(ValueError, match="climb_above"):
+        search(climb_above=1.5)

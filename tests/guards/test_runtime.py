@@ -62,6 +62,13 @@ def test_changed_weights_are_exported_again() -> None:
     assert onnx_scorer(guard) is not first
     assert not np.allclose(after, before, atol=1e-3)
     np.testing.assert_allclose(after, _eager(guard, images), atol=1e-5)
+    # A parameter replaced by another (not modified in place) is noticed too.
+    second = onnx_scorer(guard)
+    layer = next(m for m in guard.module.modules() if m._parameters)
+    name, parameter = next(iter(layer._parameters.items()))
+    setattr(layer, name, torch.nn.Parameter(-parameter.detach().clone(), requires_grad=False))
+    assert onnx_scorer(guard) is not second
+    np.testing.assert_allclose(scores(guard, images), _eager(guard, images), atol=1e-5)
 
 
 class _Branchy(torch.nn.Module):

@@ -19,6 +19,7 @@ verifies the next ones (the coarse flip, the surest, comes last).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -82,6 +83,7 @@ def coarse_to_fine_search(
     protected: np.ndarray | None = None,
     region_gradient: RegionGradient | None = None,
     gradient_steps: int = 6,
+    climb_above: float = 0.1,
 ) -> Counterfactual:
     """Find a small set of fine regions whose obfuscation flips the decision.
 
@@ -121,6 +123,11 @@ def coarse_to_fine_search(
         hierarchy, which runs only if that finds no flip.
     gradient_steps:
         Gradient steps at most (each one backward pass and one batch of candidates).
+    climb_above:
+        A gradient flip that still hides more than this fraction of the image once pruned is
+        compared with the hierarchy's: the coarse-to-fine steps run too, and the smaller flip is
+        kept (the other one is offered as a fallback). Growing by gradients adds regions a few
+        at a time and can overshoot where the hierarchy would refine; 1.0 never climbs then.
     """
     if start_regions < 1:
         raise ValueError(f"start_regions must be >= 1, got {start_regions}")
@@ -128,6 +135,8 @@ def coarse_to_fine_search(
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     if fine_budget < 0:
         raise ValueError(f"fine_budget must be >= 0, got {fine_budget}")
+    if not 0 <= climb_above <= 1:
+        raise ValueError(f"climb_above must be in [0, 1], got {climb_above}")
     labels = hierarchy.labels
     shielded = protected_pixels(labels, protected)
     total = float(labels.size)
@@ -231,6 +240,7 @@ def coarse_to_fine_search(
             return finish(prefixes[found], probs, found + 1)
 
     # 0b. Gradient: grow the set by region gradients, re-ranked at each step.
+    by_gradient: Counterfactual | None = None
     if region_gradient is not None and gradient_steps > 0:
         before = stats["images"]
         grown = gradient_search(
@@ -259,7 +269,9 @@ def coarse_to_fine_search(
             }
         )
         if grown is not None:
-            return finish(grown[0], grown[1], len(grown[0]))
+            by_gradient = finish(grown[0], grown[1], len(grown[0]))
+            if hierarchy.area[by_gradient.chosen].sum() <= climb_above * total:
+                return by_gradient
 
     # 1. Coarse: greedy prefixes of the top level by mean attribution.
     top = next((i for i, n in enumerate(sizes) if n <= start_regions), len(sizes) - 1)
@@ -278,6 +290,8 @@ def coarse_to_fine_search(
         stages.append(
             _stage("coarse", top, sizes[top], 0, stats["images"] - before, [], hierarchy, total)
         )
+        if by_gradient is not None:
+            return _rescored(by_gradient, stats)
         everything = list(range(hierarchy.n_fine))
         return result(False, len(coarse_order), everything, everything, probs)
     depth = found + 1
@@ -335,7 +349,27 @@ def coarse_to_fine_search(
                 total,
             )
         )
-    return finish(chosen, chosen_probs, depth)
+    by_hierarchy = finish(chosen, chosen_probs, depth)
+    if by_gradient is None:
+        return by_hierarchy
+    # Both found a flip: keep the smaller, offer the other (and what it passed) as fallbacks.
+    smaller, other = sorted(
+        (by_gradient, by_hierarchy), key=lambda c: int(hierarchy.area[c.chosen].sum())
+    )
+    larger.extend([list(other.chosen), list(other.chosen_unpruned)])
+    return result(
+        True, smaller.depth, smaller.chosen_unpruned, smaller.chosen, smaller.probabilities
+    )
+
+
+def _rescored(found: Counterfactual, stats: dict[str, int]) -> Counterfactual:
+    """``found`` with the images scored since it was made counted in."""
+    return dataclasses.replace(
+        found,
+        images_scored=stats["images"],
+        forward_batches=stats["batches"],
+        gradient_passes=stats.get("gradients", 0),
+    )
 
 
 def prune_units(

@@ -77,9 +77,9 @@ def onnx_scorer(guard: Guard) -> Scorer | None:
     device = getattr(guard, "device", None)
     if not enabled() or module.training or torch.device(device or "cpu").type != "cpu":
         return None
-    if _has_layer_hooks(module):
+    key, hooked = _state(module)
+    if hooked:
         return None
-    key = _fingerprint(module)
     with _CACHE_LOCK:
         cached = _CACHE.get(module)
         if cached is not None and cached[0] == key:
@@ -111,16 +111,22 @@ def forward(module: torch.nn.Module, scorer: Scorer, x: torch.Tensor) -> torch.T
     return logits
 
 
-def _has_layer_hooks(module: torch.nn.Module) -> bool:
-    """Whether a layer inside ``module`` has forward hooks, or the module has hooks that take
-    keyword arguments: behaviour an exported copy would not have."""
-    if module._forward_hooks_with_kwargs or module._forward_pre_hooks_with_kwargs:
-        return True
-    return any(
-        child._forward_hooks or child._forward_pre_hooks
-        for child in module.modules()
-        if child is not module
-    )
+def _state(module: torch.nn.Module) -> tuple[tuple[Any, ...], bool]:
+    """A key that changes when any layer, parameter or buffer is replaced or modified in place,
+    and whether a layer inside ``module`` has forward hooks, or the module has hooks that take
+    keyword arguments (behaviour an exported copy would not have). One walk over the layers."""
+    layers = list(module.modules())
+    key = tuple(
+        (id(tensor), tensor._version)
+        for layer in layers
+        for tensors in (layer._parameters, layer._buffers)
+        for tensor in tensors.values()
+        if tensor is not None
+    ) + tuple(id(layer) for layer in layers)
+    hooked = bool(
+        module._forward_hooks_with_kwargs or module._forward_pre_hooks_with_kwargs
+    ) or any(layer._forward_hooks or layer._forward_pre_hooks for layer in layers[1:])
+    return key, hooked
 
 
 @contextlib.contextmanager
@@ -139,12 +145,6 @@ def _onnx2torch_shim() -> Iterator[None]:
     finally:
         if missing:
             del symbolic_helper._export_onnx_opset_version  # type: ignore[attr-defined]
-
-
-def _fingerprint(module: torch.nn.Module) -> tuple[Any, ...]:
-    """Changes when any parameter or buffer is replaced or modified in place."""
-    tensors = [*module.parameters(), *module.buffers()]
-    return tuple((id(t), t._version) for t in tensors)
 
 
 def _build(guard: Guard) -> Scorer | None:
