@@ -280,3 +280,22 @@ def test_trained_guard_files_are_served_by_stem(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("SAFEVIEW_GUARD_FILES", str(bad))
     with pytest.raises(ValueError, match="not a readable guard checkpoint"):
         Settings.from_env()
+
+
+def test_preloading_builds_the_guards_onnxruntime_copies_before_the_first_request() -> None:
+    import safeview.guards.runtime as runtime
+    from safeview.guards import register_guard
+    from tests.conftest import RedGuard
+
+    guard = RedGuard()
+    register_guard("red-preloaded", lambda device: guard)
+    settings = service_settings(
+        guard="red-preloaded", guards=("red-preloaded",), preload=("red-preloaded",)
+    )
+    with TestClient(create_app(settings)) as test_client:
+        wait_ready(test_client)
+        cached = runtime._CACHE.get(guard.module)
+        assert cached is not None and cached[1] is not None
+        response = test_client.post("/v1/safeguard?style=fill", content=UNSAFE)
+        assert response.status_code == 200
+        assert runtime._CACHE.get(guard.module) == cached  # the same copy, not exported again

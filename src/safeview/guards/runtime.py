@@ -96,6 +96,19 @@ def onnx_scorer(guard: Guard) -> Scorer | None:
         return scorer
 
 
+def prepare(guard: Any) -> bool:
+    """Build ``guard``'s onnxruntime copy now (a service preloading its guards, so that the first
+    request does not pay the export); whether there is one. Guards without a torch module (a
+    detector) have none."""
+    from safeview.guards.base import module_lock
+
+    module = getattr(guard, "module", None)
+    if not isinstance(module, torch.nn.Module):
+        return False
+    with module_lock(module):
+        return onnx_scorer(guard) is not None
+
+
 def forward(module: torch.nn.Module, scorer: Scorer, x: torch.Tensor) -> torch.Tensor:
     """``scorer(x)`` with ``module``'s own forward pre-hooks and hooks run around it, as calling
     the module would (the service's cancellation checkpoint is such a hook)."""
@@ -212,4 +225,13 @@ class _SessionScorer:
         return torch.from_numpy(np.asarray(logits))
 
 
-__all__ = ["PROBE_IMAGES", "TOLERANCE", "Scorer", "enabled", "forward", "onnx_scorer"]
+__all__ = [
+    "OPSET",
+    "PROBE_IMAGES",
+    "TOLERANCE",
+    "Scorer",
+    "enabled",
+    "forward",
+    "onnx_scorer",
+    "prepare",
+]

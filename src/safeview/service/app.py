@@ -216,6 +216,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     page_csp = review_page_csp(page)
 
     def preload() -> None:
+        from safeview.guards.runtime import prepare as prepare_scoring
         from safeview.policy import GuardPanel
 
         try:
@@ -223,6 +224,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             for guard, policy in settings.preload_sources():
                 panel = GuardPanel(guard=guard or None, policy=policy, device=settings.device)
                 watch_guards(panel.guards)
+                for judge in panel.guards:  # the onnxruntime copies, before the first request
+                    prepare_scoring(judge)
                 loaded.update(dict.fromkeys(g.name for g in panel.guards))
             state["loaded"] = list(loaded)
             state["ready"] = True
