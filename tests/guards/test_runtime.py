@@ -13,6 +13,7 @@ import safeview.guards.runtime as runtime
 from safeview.guards.base import scores
 from safeview.guards.runtime import onnx_scorer
 from tests.conftest import RedGuard, red_square_image
+from tests.guards.test_base import _Branchy  # its output depends on the batch size in Python
 
 
 def _images(n: int) -> list[np.ndarray]:
@@ -69,20 +70,6 @@ def test_changed_weights_are_exported_again() -> None:
     setattr(layer, name, torch.nn.Parameter(-parameter.detach().clone(), requires_grad=False))
     assert onnx_scorer(guard) is not second
     np.testing.assert_allclose(scores(guard, images), _eager(guard, images), atol=1e-5)
-
-
-class _Branchy(torch.nn.Module):
-    """Its output depends on the batch size in Python: an export would bake one branch in."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.inner = RedGuard().module
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.inner(x)
-        if x.shape[0] == 2:  # what the export sees
-            return logits
-        return logits.flip(-1)
 
 
 class _Untraceable(torch.nn.Module):
