@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
+from collections.abc import Callable
 from copy import deepcopy
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
@@ -236,24 +237,23 @@ def scores(guard: Guard, images: list[np.ndarray] | np.ndarray, batch_size: int 
     """Probabilities (B, C) for RGB uint8 images, without gradients, in batches: through the
     guard's onnxruntime copy on the CPU (:func:`safeview.guards.runtime.onnx_scorer`), else
     through :func:`inference_module`."""
+    from functools import partial
+
     from safeview.guards.runtime import forward, onnx_scorer
 
     batch = list(images) if not isinstance(images, np.ndarray) or images.ndim == 4 else [images]
     out = []
     with module_lock(guard.module):
         scorer = onnx_scorer(guard)
-        if scorer is not None:
-            with torch.inference_mode():
-                for start in range(0, len(batch), batch_size):
-                    x = guard.preprocess(batch[start : start + batch_size])
-                    logits = forward(guard.module, scorer, x)
-                    out.append(guard.probabilities(logits).float().cpu().numpy())
-            return np.concatenate(out, axis=0)
-    module = inference_module(guard, len(batch))
-    with module_lock(guard.module), torch.inference_mode():
-        for start in range(0, len(batch), batch_size):
-            x = guard.preprocess(batch[start : start + batch_size])
-            out.append(guard.probabilities(module(x)).float().cpu().numpy())
+        run: Callable[[torch.Tensor], torch.Tensor] = (
+            partial(forward, guard.module, scorer)
+            if scorer is not None
+            else inference_module(guard, len(batch))
+        )
+        with torch.inference_mode():
+            for start in range(0, len(batch), batch_size):
+                x = guard.preprocess(batch[start : start + batch_size])
+                out.append(guard.probabilities(run(x)).float().cpu().numpy())
     return np.concatenate(out, axis=0)
 
 
