@@ -25,6 +25,7 @@ import torch
 from safeview.attribution import AttributionMethod, make_attribution
 from safeview.counterfactual import Counterfactual, Rendered, Verified, search_verified
 from safeview.counterfactual.gradient import GradientJudge, RegionGradient, region_gradient
+from safeview.counterfactual.inputs import GuardDeltas, guard_deltas
 from safeview.guards import Guard, heatmap_to_image
 from safeview.io import (
     DEFAULT_MAX_PIXELS,
@@ -39,7 +40,7 @@ from safeview.io import (
 from safeview.options import ON_FAILURE, OnFailure, SafeguardOptions
 from safeview.policy import BoundJudge, GuardPanel, any_flagged, primary
 from safeview.protect import Protection, find_protected, protect_attribution, protected_report
-from safeview.render import Blur, Fill, bind
+from safeview.render import Blur, Fill, bind, composite, is_layered
 from safeview.report import CategoryResult, GuardInfo, InputInfo, Region, Report
 from safeview.segmentation import segment
 
@@ -386,14 +387,34 @@ class Pipeline:
         def flagged(probs: np.ndarray, margin: float) -> np.ndarray:
             return any_flagged(judges, probs, margin)
 
+        # The output as the guards will see it: rendered at full resolution, or at
+        # OUTPUT_PROXY_SIDE where that is costly (made on first use: most images never need it).
+        scale = min(1.0, OUTPUT_PROXY_SIDE / max(loaded.height, loaded.width))
+        proxy_h, proxy_w = max(1, round(loaded.height * scale)), max(1, round(loaded.width * scale))
+        proxy = _Proxy(loaded.pixels, labels, renderer, proxy_h, proxy_w, fmt)
+        # Candidates composed in the guards' input space from each region's change to that
+        # output (safeview.counterfactual.inputs): cheaper than rendering each one, and what the
+        # output will be, so a flip found holds there; rendered on the working copy when a guard
+        # or the style does not allow it.
+        deltas = _OutputDeltas(panel, active, scored.flagged_judges, renderer, proxy)
+        working_render = bind(renderer, segmented.working)
+
+        def score_sets(sets: list[list[int]]) -> np.ndarray:
+            inputs = deltas.inputs(sets)
+            if inputs is None:
+                return predict([working_render(np.isin(labels, chosen)) for chosen in sets])
+            return panel.score_inputs(inputs, fill=scored.row)
+
         extra: dict[str, Any] = {}
         if segmented.protected is not None and _accepts(self.search, "protected"):
             extra["protected"] = segmented.protected
         gradient = _region_gradient(
-            scored.flagged_judges, bind(renderer, segmented.working), labels, segmented.working
+            scored.flagged_judges, working_render, labels, segmented.working, deltas.for_judge
         )
         if _accepts(self.search, "region_gradient", by_name=True):
             extra["region_gradient"] = gradient
+        if _accepts(self.search, "score_sets", by_name=True):
+            extra["score_sets"] = score_sets
 
         def search(*arguments: Any) -> Counterfactual:
             with _timed(timings, "search"):
@@ -409,25 +430,15 @@ class Pipeline:
             with _timed(timings, "rescore"):
                 return panel.score([decode_pixels(output.encoded) for output in outputs])
 
-        # The output as the guards will see it, for pruning a flip that held only once grown:
-        # rendered and encoded at full resolution, or at OUTPUT_PROXY_SIDE where that is costly.
-        scale = min(1.0, OUTPUT_PROXY_SIDE / max(loaded.height, loaded.width))
-        proxy_h, proxy_w = max(1, round(loaded.height * scale)), max(1, round(loaded.width * scale))
-        proxies: list[np.ndarray] = []  # made on first use: most images never need it
-
         def score_output(sets: list[list[int]]) -> np.ndarray:
+            """The output hiding each set, encoded and decoded, scored by every guard."""
             with _timed(timings, "rescore"):
-                if not proxies:
-                    proxies.append(resize(loaded.pixels, (proxy_w, proxy_h)))
-                outputs = [
-                    renderer.render(proxies[0], _full_mask(labels, chosen, proxy_h, proxy_w))
-                    for chosen in sets
-                ]
+                outputs = [proxy.render(chosen) for chosen in sets]
                 return panel.score([decode_pixels(encode_image(o, fmt)) for o in outputs])
 
         working = segmented.working
         return search_verified(
-            search, predict, flagged, bind(renderer, working), render_full, verify,
+            search, predict, flagged, working_render, render_full, verify,
             labels, segmented.attribution, working, margin=self.options.margin,
             region_gradient=gradient, score_output=score_output,
         )  # fmt: skip
@@ -817,9 +828,11 @@ def _region_gradient(
     render: Callable[[np.ndarray], np.ndarray],
     labels: np.ndarray,
     working: np.ndarray,
+    deltas: Callable[[int], GuardDeltas | None] | None = None,
 ) -> RegionGradient | None:
     """Region gradients over the flagged judges, when every one of them is differentiable (a
-    detector-backed guard, which brings its own attribution, is not): else ``None``."""
+    detector-backed guard, which brings its own attribution, is not): else ``None``.
+    ``deltas(i)``: judge ``i``'s region deltas on the output, where there are some."""
     if any(getattr(judge.guard, "own_attribution", None) is not None for judge in judges):
         return None
     from safeview.guards.base import module_lock
@@ -835,7 +848,133 @@ def _region_gradient(
         )
         for judge in judges
     ]
-    return region_gradient(gradient_judges, render, labels, working, lock=module_lock)
+    return region_gradient(
+        gradient_judges, render, labels, working, lock=module_lock, deltas=deltas
+    )
+
+
+class _Proxy:
+    """The image at the output's resolution (or at most ``OUTPUT_PROXY_SIDE`` long) and its
+    fine regions there, made on first use: ``render(chosen)`` hides the regions ``chosen``;
+    ``coded_render(chosen)`` approximates that output once encoded in ``fmt`` and decoded (see
+    :meth:`coded_render`)."""
+
+    def __init__(
+        self,
+        pixels: np.ndarray,
+        labels: np.ndarray,
+        renderer: Any,
+        height: int,
+        width: int,
+        fmt: str,
+    ) -> None:
+        self._pixels, self._labels, self._renderer = pixels, labels, renderer
+        self.height, self.width, self.fmt = height, width, fmt
+        self._made: tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray]] | None = None
+        self._coded: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _make(self) -> tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+        if self._made is None:
+            image = resize(self._pixels, (self.width, self.height))
+            labels = resize(self._labels, (self.width, self.height), nearest=True)
+            self._made = (image, labels, bind(self._renderer, image))
+        return self._made
+
+    @property
+    def image(self) -> np.ndarray:
+        return self._make()[0]
+
+    @property
+    def regions(self) -> int:
+        return int(self._labels.max()) + 1
+
+    def _mask(self, chosen: list[int]) -> np.ndarray:
+        lookup = np.zeros(self.regions, dtype=bool)
+        lookup[list(chosen)] = True
+        return lookup[self._make()[1]]
+
+    def render(self, chosen: list[int]) -> np.ndarray:
+        return self._make()[2](self._mask(chosen))
+
+    @property
+    def coded_image(self) -> np.ndarray:
+        """The image encoded in ``fmt`` and decoded (a layered renderer only)."""
+        if self._coded is None:
+            image = self.image
+            layer = np.broadcast_to(self._renderer.layer(image), image.shape)
+            self._coded = tuple(  # type: ignore[assignment]
+                decode_pixels(encode_image(np.ascontiguousarray(x), self.fmt))
+                for x in (image, layer)
+            )
+        assert self._coded is not None
+        return self._coded[0]
+
+    def coded_render(self, chosen: list[int]) -> np.ndarray:
+        """The encoded image where it is kept and the encoded layer where ``chosen`` is hidden.
+        A JPEG codes each 8x8 block (16x16 with its colour) on its own, so this is the encoded
+        output exactly, but for the blocks a region's edge crosses; a lossless format is
+        exact. It lets the search see what encoding does to a flip."""
+        image = self.coded_image
+        assert self._coded is not None
+        return composite(image, self._coded[1], self._mask(chosen))
+
+
+class _OutputDeltas:
+    """The flagged guards' region deltas on the output (``proxy``), made on first use: ``get()``
+    maps each of the ``active`` guards to its deltas, or is ``None`` when the style is not a
+    layer or a guard's preprocessing fails the linearity check (candidates are then rendered)."""
+
+    def __init__(
+        self,
+        panel: GuardPanel,
+        active: set[int],
+        judges: list[BoundJudge],
+        renderer: Any,
+        proxy: _Proxy,
+    ) -> None:
+        self._panel, self._active, self._judges, self._proxy = panel, active, judges, proxy
+        usable = is_layered(renderer) and not any(
+            getattr(judge.guard, "own_attribution", None) is not None for judge in judges
+        )
+        self._usable = usable
+        self._made: dict[int, GuardDeltas] | None = None
+
+    def get(self) -> dict[int, GuardDeltas] | None:
+        if self._usable and self._made is None:
+            made: dict[int, GuardDeltas] = {}
+            for index in sorted(self._active):
+                guard = self._panel.guards[index]
+                proxy = self._proxy
+                one = guard_deltas(
+                    guard.preprocess, proxy.coded_image, proxy.coded_render, proxy.regions
+                )
+                if one is None:
+                    self._usable = False
+                    return None
+                made[index] = one
+            self._made = made
+        return self._made if self._usable else None
+
+    def inputs(self, sets: list[list[int]]) -> dict[int, torch.Tensor] | None:
+        """Each active guard's inputs for ``sets``, or ``None`` (render them instead)."""
+        made = self.get()
+        if made is None:
+            return None
+        inputs = {}
+        for index, one in made.items():
+            composed = one.sets(sets)
+            if composed is None:
+                self._usable = False
+                return None
+            inputs[index] = composed
+        return inputs
+
+    def for_judge(self, position: int) -> GuardDeltas | None:
+        """Deltas for flagged judge ``position`` (its guard's)."""
+        made = self.get()
+        if made is None:
+            return None
+        return made.get(self._panel.index_of(self._judges[position].guard))
 
 
 def _accepts(function: Any, keyword: str, *, by_name: bool = False) -> bool:

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ from safeview.guards import (
     is_flagged,
     load_guard,
     scores,
+    scores_inputs,
 )
 from safeview.rationale.policy import OPENAI_CATEGORIES, Category, Judge, Policy, load_policy
 
@@ -225,17 +228,52 @@ class GuardPanel:
         ``only`` (indices into :attr:`guards`) scores just those guards; the others' columns
         repeat ``fill`` (a row, e.g. the original image's), as if unchanged. The search uses it
         to score candidates with the guards that flagged; the output is verified with all."""
+        return self._side_by_side(
+            len(images),
+            {
+                index: lambda guard: scores(guard, images, batch_size=max(len(images), 1))
+                for index in range(len(self.guards))
+                if only is None or index in only
+            },
+            fill,
+        )
+
+    def score_inputs(self, inputs: dict[int, torch.Tensor], *, fill: np.ndarray) -> np.ndarray:
+        """As :meth:`score` with ``only`` the keys of ``inputs``: each of those guards scores
+        its module's input, already made (a candidate composed from region deltas, see
+        :mod:`safeview.counterfactual.inputs`)."""
+        counts = {len(x) for x in inputs.values()}
+        if len(counts) != 1:
+            raise ValueError(f"score_inputs needs one batch size for every guard, got {counts}")
+        (count,) = counts
+        return self._side_by_side(
+            count,
+            {
+                index: partial(scores_inputs, inputs=x, batch_size=max(count, 1))
+                for index, x in inputs.items()
+            },
+            fill,
+        )
+
+    def _side_by_side(
+        self,
+        count: int,
+        scorers: dict[int, Callable[[Guard], np.ndarray]],
+        fill: np.ndarray | None,
+    ) -> np.ndarray:
+        """(count, total): ``scorers[index](guard)`` for the guards it names, ``fill``'s columns
+        repeated for the others."""
         parts = []
         for index, guard in enumerate(self.guards):
-            if only is None or index in only:
-                parts.append(scores(guard, images, batch_size=max(len(images), 1)))
+            if index in scorers:
+                parts.append(scorers[index](guard))
             else:
                 if fill is None:
                     raise ValueError("score(only=...) needs the fill row for the other guards")
                 width = len(guard.categories)
                 start = self.offsets[index]
                 row = np.atleast_2d(fill)[0, start : start + width]
-                parts.append(np.tile(row, (len(images), 1)))
+                parts.append(np.tile(row, (count, 1)))
         return np.concatenate(parts, axis=1)
 
     def index_of(self, guard: Guard) -> int:

@@ -163,6 +163,13 @@ def make_renderer(style: str, **options: Any) -> Renderer:
     return RENDERERS.create(style, **options)
 
 
+def is_layered(renderer: Renderer) -> bool:
+    """Whether ``renderer`` hides a mask by pasting a layer that does not depend on the mask
+    (blur, pixelate, fill): each region's change to the image is then independent of the
+    others', and a candidate can be composed from them (:mod:`safeview.counterfactual.inputs`)."""
+    return isinstance(renderer, _LayerRenderer)
+
+
 def bind(renderer: Renderer, image: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     """``mask -> rendered image`` for one image, reusing work that does not depend on the mask."""
     binder = getattr(renderer, "bind", None)

@@ -22,6 +22,7 @@ from safeview.counterfactual.gradient import RegionGradient
 from safeview.counterfactual.greedy import (
     Counterfactual,
     Predict,
+    ScoreSets,
     StillFlagged,
     greedy_search,
     region_means,
@@ -56,9 +57,13 @@ def _ignoring_image(function: Callable[..., Counterfactual]) -> Callable[..., Co
         labels: np.ndarray,
         attribution: np.ndarray,
         image: np.ndarray,
+        *,
+        score_sets: ScoreSets | None = None,
         **options: Any,
     ) -> Counterfactual:
-        return function(predict, still_flagged, render, labels, attribution, **options)
+        return function(
+            predict, still_flagged, render, labels, attribution, score_sets=score_sets, **options
+        )
 
     return search
 
@@ -78,13 +83,20 @@ def _coarse_to_fine(
     factor: float = 2.0,
     attribution_weight: float = 1.0,
     region_gradient: RegionGradient | None = None,
+    score_sets: ScoreSets | None = None,
     **options: Any,
 ) -> Counterfactual:
     hierarchy = build_hierarchy(
         labels, image, attribution, factor=factor, attribution_weight=attribution_weight
     )
     return coarse_to_fine_search(
-        predict, still_flagged, render, hierarchy, region_gradient=region_gradient, **options
+        predict,
+        still_flagged,
+        render,
+        hierarchy,
+        region_gradient=region_gradient,
+        score_sets=score_sets,
+        **options,
     )
 
 

@@ -28,8 +28,10 @@ from safeview.counterfactual.gradient import RegionGradient, gradient_search
 from safeview.counterfactual.greedy import (
     Counterfactual,
     Predict,
+    ScoreSets,
     StillFlagged,
     protected_pixels,
+    set_scorer,
 )
 from safeview.counterfactual.hierarchy import Hierarchy
 
@@ -39,10 +41,8 @@ MAX_PRUNE_UNITS = 24
 
 
 def _first_flip(
-    predict: Predict,
+    score: ScoreSets,
     still_flagged: StillFlagged,
-    render: Callable[[np.ndarray], np.ndarray],
-    labels: np.ndarray,
     candidates: list[list[int]],
     batch_size: int,
     first_batch: int,
@@ -55,7 +55,7 @@ def _first_flip(
     while start < len(candidates):
         step = first_batch if start == 0 else batch_size
         chunk = candidates[start : start + step]
-        probs = predict([render(np.isin(labels, c)) for c in chunk])
+        probs = score(chunk)
         stats["images"] += len(chunk)
         stats["batches"] += 1
         flags = still_flagged(probs)
@@ -84,6 +84,7 @@ def coarse_to_fine_search(
     region_gradient: RegionGradient | None = None,
     gradient_steps: int = 6,
     climb_above: float = 0.1,
+    score_sets: ScoreSets | None = None,
 ) -> Counterfactual:
     """Find a small set of fine regions whose obfuscation flips the decision.
 
@@ -128,6 +129,9 @@ def coarse_to_fine_search(
         compared with the hierarchy's: the coarse-to-fine steps run too, and the smaller flip is
         kept (the other one is offered as a fallback). Growing by gradients adds regions a few
         at a time and can overshoot where the hierarchy would refine; 1.0 never climbs then.
+    score_sets:
+        Optional :data:`~safeview.counterfactual.greedy.ScoreSets` used instead of ``render``
+        and ``predict`` (the pipeline's: candidates composed from the output's region deltas).
     """
     if start_regions < 1:
         raise ValueError(f"start_regions must be >= 1, got {start_regions}")
@@ -143,9 +147,7 @@ def coarse_to_fine_search(
     sizes = hierarchy.sizes()
     stats = {"images": 0, "batches": 0}
 
-    def score_sets(sets: list[list[int]]) -> np.ndarray:
-        return predict([render(np.isin(labels, s)) for s in sets])
-
+    score = set_scorer(predict, render, labels, score_sets)
     order = [int(i) for i in np.argsort(-hierarchy.mean_attribution, kind="stable")]
     stages: list[dict[str, object]] = []
     # Supersets of flips found on the way: what to verify when the final set does not hold.
@@ -179,7 +181,7 @@ def coarse_to_fine_search(
             level, units = _units(hierarchy, chosen, MAX_PRUNE_UNITS)
             while True:
                 chosen, probs, chain = prune_units(
-                    score_sets,
+                    score,
                     still_flagged,
                     hierarchy.area,
                     units,
@@ -214,10 +216,8 @@ def coarse_to_fine_search(
     if fine_budget:
         prefixes = [order[:k] for k in range(1, min(fine_budget, len(order)) + 1)]
         found, probs = _first_flip(
-            predict,
+            score,
             still_flagged,
-            render,
-            labels,
             prefixes,
             batch_size,
             min(2, batch_size),
@@ -244,7 +244,7 @@ def coarse_to_fine_search(
     if region_gradient is not None and gradient_steps > 0:
         before = stats["images"]
         grown = gradient_search(
-            score_sets,
+            score,
             still_flagged,
             labels,
             region_gradient,
@@ -284,7 +284,7 @@ def coarse_to_fine_search(
     ]
     before = stats["images"]
     found, probs = _first_flip(
-        predict, still_flagged, render, labels, prefixes, batch_size, min(2, batch_size), stats
+        score, still_flagged, prefixes, batch_size, min(2, batch_size), stats
     )
     if found < 0:
         stages.append(
@@ -314,7 +314,7 @@ def coarse_to_fine_search(
                 for k in range(1, len(children))
             ]
             found, probs = _first_flip(
-                predict, still_flagged, render, labels, prefixes, batch_size, batch_size, stats
+                score, still_flagged, prefixes, batch_size, batch_size, stats
             )
             if found >= 0:
                 chosen, chosen_probs = prefixes[found], probs
@@ -326,7 +326,7 @@ def coarse_to_fine_search(
                 units.setdefault(int(groups[r]), []).append(r)
             if 1 < len(units) <= 12:
                 chosen, chosen_probs, chain = prune_units(
-                    score_sets,
+                    score,
                     still_flagged,
                     hierarchy.area,
                     list(units.values()),

@@ -25,15 +25,12 @@ import numpy as np
 import torch
 
 from safeview.counterfactual.greedy import StillFlagged
+from safeview.counterfactual.inputs import MAX_DELTA_ELEMENTS, GuardDeltas, guard_deltas
 
 #: ``region_gradient(chosen, slack) -> (K,)``: d objective / d m_k at the mask hiding ``chosen``;
 #: the objective is how firmly the flagged decisions still hold (negative entries help a flip),
 #: summed over the judges not cleared by more than ``slack`` (log-probability).
 RegionGradient = Callable[[list[int], float], np.ndarray]
-
-#: Input tensors held per image for the region deltas (K x C x H x W floats) at most.
-MAX_DELTA_ELEMENTS = 64 * 3 * 384 * 384
-
 
 #: A judge whose decision is cleared by more than this (log-probability) no longer pulls the
 #: gradient; one cleared by less still does (a flip that did not survive encoding was marginal).
@@ -69,39 +66,47 @@ def region_gradient(
     labels: np.ndarray,
     image: np.ndarray,
     lock: Callable[[torch.nn.Module], object] | None = None,
+    deltas: Callable[[int], GuardDeltas | None] | None = None,
 ) -> RegionGradient | None:
     """A :data:`RegionGradient` for ``judges`` on the working ``image`` and its region ``labels``
-    (0..K-1), rendered by ``render`` (``mask -> image``). The region deltas are computed on the
-    first call. ``None`` when there is no judge or the deltas would not fit the memory bound.
+    (0..K-1), rendered by ``render`` (``mask -> image``). ``deltas(i)``, when given, are judge
+    ``i``'s region deltas made from the output (:mod:`safeview.counterfactual.inputs`, the inputs
+    the search scores); a judge without them has its own made on the working copy, on the first
+    call. ``None`` when there is no judge or the deltas would not fit the memory bound.
     ``lock(module)``, when given, is a context manager held around each module's passes."""
     if not judges:
         return None
     n = int(labels.max()) + 1
-    prepared: list[tuple[GradientJudge, torch.Tensor, torch.Tensor]] = []
+    prepared: list[tuple[GradientJudge, GuardDeltas]] = []
+
+    def render_set(chosen: list[int]) -> np.ndarray:
+        lookup = np.zeros(n, dtype=bool)
+        lookup[chosen] = True
+        return render(lookup[labels])
 
     def prepare() -> None:
-        for judge in judges:
-            base = judge.preprocess([image])
-            if n * base.numel() > MAX_DELTA_ELEMENTS:
-                raise MemoryError
-            regions = judge.preprocess([render(labels == k) for k in range(n)])
-            prepared.append((judge, base, (regions - base).detach()))
+        for position, judge in enumerate(judges):
+            made = deltas(position) if deltas is not None else None
+            if made is None:
+                made = guard_deltas(judge.preprocess, image, render_set, n, check=False)
+            if made is None:
+                raise MemoryError(f"region deltas for {n} regions exceed the memory bound")
+            prepared.append((judge, made.all()))
 
     def gradient(chosen: list[int], slack: float = SLACK) -> np.ndarray:
         if not prepared:
             prepare()
-        weights = torch.zeros(n, dtype=torch.float32)
-        weights[list(chosen)] = 1.0
+        weights = torch.zeros((1, n), dtype=torch.float32)
+        weights[0, list(chosen)] = 1.0
         total = np.zeros(n, dtype=np.float64)
-        for judge, base, deltas in prepared:
-            m = weights.clone().to(deltas.device).requires_grad_(True)
+        for judge, made in prepared:
+            m = weights.clone().to(made.deltas.device).requires_grad_(True)
             with torch.enable_grad(), _held(lock, judge.module):
-                x = base + torch.einsum("k,kchw->chw", m, deltas)[None]
-                objective = _objective(judge, judge.module(x))
+                objective = _objective(judge, judge.module(made.inputs(m)))
                 if float(objective.detach()) < -slack:  # this judge is well cleared: leave it
                     continue
                 (grad,) = torch.autograd.grad(objective, [m])
-            values = grad.detach().cpu().numpy().astype(np.float64)
+            values = grad[0].detach().cpu().numpy().astype(np.float64)
             total += np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
         return total
 

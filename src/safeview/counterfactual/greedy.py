@@ -20,6 +20,26 @@ import numpy as np
 Predict = Callable[[list[np.ndarray]], np.ndarray]
 #: Whether each row of (B, C) probabilities still carries the decision being removed.
 StillFlagged = Callable[[np.ndarray], np.ndarray]
+#: ``score_sets(sets) -> (B, C)``: the probabilities with each set of region ids hidden. The
+#: pipeline composes these in the guards' input space from the output's region deltas
+#: (:mod:`safeview.counterfactual.inputs`); without it a search renders each candidate.
+ScoreSets = Callable[[list[list[int]]], np.ndarray]
+
+
+def set_scorer(
+    predict: Predict,
+    render: Callable[[np.ndarray], np.ndarray],
+    labels: np.ndarray,
+    score_sets: ScoreSets | None = None,
+) -> ScoreSets:
+    """``score_sets`` when given, else each set rendered on ``labels`` and scored by ``predict``."""
+    if score_sets is not None:
+        return score_sets
+
+    def rendered(sets: list[list[int]]) -> np.ndarray:
+        return predict([render(np.isin(labels, chosen)) for chosen in sets])
+
+    return rendered
 
 
 @dataclass
@@ -84,6 +104,7 @@ def greedy_search(
     batch_size: int = 4,
     prune: bool = True,
     protected: np.ndarray | None = None,
+    score_sets: ScoreSets | None = None,
 ) -> Counterfactual:
     """Find the shortest attribution-ranked prefix of regions whose obfuscation flips the decision.
 
@@ -115,6 +136,7 @@ def greedy_search(
         raise ValueError(f"max_regions must be >= 1, got {max_regions}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    score = set_scorer(predict, render, labels, score_sets)
     means, area = region_means(labels, attribution)
     order = [int(i) for i in np.argsort(-means, kind="stable")]
     budget = min(max_regions, len(order))
@@ -128,9 +150,8 @@ def greedy_search(
         # The first batch is small: most flips come within the first two regions.
         step = min(2, batch_size) if depth == 0 else batch_size
         sizes = range(depth + 1, min(depth + step, budget) + 1)
-        candidates = [render(np.isin(labels, order[:k])) for k in sizes]
-        probs = predict(candidates)
-        images_scored += len(candidates)
+        probs = score([order[:k] for k in sizes])
+        images_scored += len(sizes)
         batches += 1
         flags = still_flagged(probs)
         for offset, k in enumerate(sizes):
@@ -169,7 +190,7 @@ def greedy_search(
         fallback_sets=[order[:k] for k in range(flipped_at + 1, budget + 1)],
     )
     if prune and len(chosen) > 1:
-        _prune(result, predict, still_flagged, render, labels, protected_pixels(labels, protected))
+        _prune(result, score, still_flagged, protected_pixels(labels, protected))
         if result.chosen != result.chosen_unpruned:
             result.fallback_sets.insert(0, list(result.chosen_unpruned))
     return result
@@ -177,10 +198,8 @@ def greedy_search(
 
 def _prune(
     result: Counterfactual,
-    predict: Predict,
+    score: ScoreSets,
     still_flagged: StillFlagged,
-    render: Callable[[np.ndarray], np.ndarray],
-    labels: np.ndarray,
     shielded: np.ndarray | None = None,
 ) -> None:
     """Remove regions one at a time (largest removable first; with ``shielded``, the protected
@@ -191,7 +210,7 @@ def _prune(
     chosen = list(result.chosen)
     while len(chosen) > 1:
         subsets = [[r for r in chosen if r != drop] for drop in chosen]
-        probs = predict([render(np.isin(labels, subset)) for subset in subsets])
+        probs = score(subsets)
         result.images_scored += len(subsets)
         result.forward_batches += 1
         flags = still_flagged(probs)

@@ -15,7 +15,14 @@ from itertools import combinations
 
 import numpy as np
 
-from safeview.counterfactual.greedy import Counterfactual, Predict, StillFlagged, region_means
+from safeview.counterfactual.greedy import (
+    Counterfactual,
+    Predict,
+    ScoreSets,
+    StillFlagged,
+    region_means,
+    set_scorer,
+)
 
 
 def powerset_search(
@@ -29,18 +36,21 @@ def powerset_search(
     batch_size: int = 32,
     max_images: int | None = None,
     protected: np.ndarray | None = None,
+    score_sets: ScoreSets | None = None,
 ) -> Counterfactual:
     """The minimum-area subset of the ``top_n`` highest-attribution regions that flips.
 
     ``max_images`` bounds the cost (None: all 2^top_n - 1 subsets if needed); when it is reached
     without a flip the search reports no flip. ``protected`` (pixels to keep visible) is accepted
     for the common interface and not used: the subsets stay in order of area, and the top_n come
-    from the attribution, which the pipeline scales down over protected pixels.
+    from the attribution, which the pipeline scales down over protected pixels. ``score_sets``:
+    see :data:`~safeview.counterfactual.greedy.ScoreSets`.
     """
     if not 1 <= top_n <= 20:
         raise ValueError(f"top_n must be in 1..20, got {top_n}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    score = set_scorer(predict, render, labels, score_sets)
     means, area = region_means(labels, attribution)
     order = [int(i) for i in np.argsort(-means, kind="stable")]
     top = order[: min(top_n, len(order))]
@@ -52,7 +62,7 @@ def powerset_search(
     last = np.empty(0)
     for start in range(0, len(subsets), batch_size):
         chunk = subsets[start : start + batch_size]
-        probs = predict([render(np.isin(labels, s)) for s in chunk])
+        probs = score(chunk)
         scored += len(chunk)
         batches += 1
         flags = still_flagged(probs)

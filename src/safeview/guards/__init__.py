@@ -19,6 +19,7 @@ from safeview.guards.base import (
     image_window,
     is_flagged,
     scores,
+    scores_inputs,
     select_device,
     unsafe_categories,
 )
@@ -142,5 +143,6 @@ __all__ = [
     "load_guard",
     "register_guard",
     "scores",
+    "scores_inputs",
     "unsafe_categories",
 ]

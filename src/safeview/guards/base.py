@@ -237,22 +237,37 @@ def scores(guard: Guard, images: list[np.ndarray] | np.ndarray, batch_size: int 
     """Probabilities (B, C) for RGB uint8 images, without gradients, in batches: through the
     guard's onnxruntime copy on the CPU (:func:`safeview.guards.runtime.onnx_scorer`), else
     through :func:`inference_module`."""
+    batch = list(images) if not isinstance(images, np.ndarray) or images.ndim == 4 else [images]
+    return _scored(guard, len(batch), lambda s, e: guard.preprocess(batch[s:e]), batch_size)
+
+
+def scores_inputs(guard: Guard, inputs: torch.Tensor, batch_size: int = 16) -> np.ndarray:
+    """As :func:`scores`, for inputs already preprocessed (the module's (B, C, H, W) input)."""
+    return _scored(guard, len(inputs), lambda s, e: inputs[s:e], batch_size)
+
+
+def _scored(
+    guard: Guard,
+    count: int,
+    batch: Callable[[int, int], torch.Tensor],
+    batch_size: int,
+) -> np.ndarray:
+    """Probabilities of ``count`` inputs, ``batch(start, end)`` each batch's module input."""
     from functools import partial
 
     from safeview.guards.runtime import forward, onnx_scorer
 
-    batch = list(images) if not isinstance(images, np.ndarray) or images.ndim == 4 else [images]
     out = []
     with module_lock(guard.module):
         scorer = onnx_scorer(guard)
         run: Callable[[torch.Tensor], torch.Tensor] = (
             partial(forward, guard.module, scorer)
             if scorer is not None
-            else inference_module(guard, len(batch))
+            else inference_module(guard, count)
         )
         with torch.inference_mode():
-            for start in range(0, len(batch), batch_size):
-                x = guard.preprocess(batch[start : start + batch_size])
+            for start in range(0, count, batch_size):
+                x = batch(start, min(count, start + batch_size))
                 out.append(guard.probabilities(run(x)).float().cpu().numpy())
     return np.concatenate(out, axis=0)
 
