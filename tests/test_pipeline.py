@@ -370,3 +370,56 @@ def test_above_the_proxy_size_pruning_scores_a_smaller_encoded_copy(red_guard, m
     assert {shape[:2] for shape in sizes} == {(200, 200)}
     full = seen["verify"]([seen["render_full"](chosen) for chosen in sets])
     np.testing.assert_array_equal(proxy.argmax(axis=1), full.argmax(axis=1))
+
+
+def test_search_candidates_are_composed_from_the_outputs_region_deltas(
+    red_guard, red_square, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a layered style the search scores composed inputs (no candidate is rendered on the
+    working copy), and what it scored for its choice is what the written PNG scores."""
+    from safeview.policy import GuardPanel
+
+    composed: list[int] = []
+    real = GuardPanel.score_inputs
+
+    def counting(self, inputs, *, fill):
+        composed.append(len(next(iter(inputs.values()))))
+        return real(self, inputs, fill=fill)
+
+    monkeypatch.setattr(GuardPanel, "score_inputs", counting)
+    report = safeview.safeguard(red_square, guard=red_guard)  # an array: written as PNG
+    assert report.success and report.fallback is None
+    assert sum(composed) == report.forward_passes["search"]
+    assert not any("did not hold" in warning for warning in report.warnings)
+
+
+@pytest.mark.parametrize("style", ["inpaint"])
+def test_a_style_that_is_not_a_layer_renders_each_candidate(
+    red_guard, red_square, monkeypatch: pytest.MonkeyPatch, style: str
+) -> None:
+    from safeview.policy import GuardPanel
+
+    def refuse(self, inputs, *, fill):
+        raise AssertionError("an inpainted candidate depends on the whole mask: not composable")
+
+    monkeypatch.setattr(GuardPanel, "score_inputs", refuse)
+    report = safeview.safeguard(red_square, guard=red_guard, style=style)
+    assert report.success
+
+
+def test_the_composed_output_approximates_the_encoded_one() -> None:
+    """coded_render: the encoded image kept and the encoded layer hidden is far closer to the
+    real JPEG output than the unencoded render is (a JPEG codes each block on its own)."""
+    from safeview.io import decode_pixels, encode_image
+    from safeview.pipeline import _Proxy
+    from safeview.render import Blur
+
+    rng = np.random.default_rng(1)
+    image = (rng.random((96, 128, 3)) * 255).astype(np.uint8)  # busy: JPEG changes it a lot
+    labels = np.kron(np.arange(12).reshape(3, 4), np.ones((32, 32), int))
+    proxy = _Proxy(image, labels, Blur(), 96, 128, "JPEG")
+    chosen = [1, 6, 7]
+    real = decode_pixels(encode_image(proxy.render(chosen), "JPEG")).astype(float)
+    plain = np.abs(proxy.render(chosen).astype(float) - real).mean()
+    coded = np.abs(proxy.coded_render(chosen).astype(float) - real).mean()
+    assert coded < 0.25 * plain

@@ -224,3 +224,19 @@ def test_the_visualisation_caption_names_the_flagged_categories(two_guard_policy
     first = _caption(report)[0]
     assert first.startswith(f"policy {two_guard_policy}: ")
     assert "sexually_explicit p=" in first and "violence p=" in first and "nan" not in first
+
+
+def test_score_inputs_matches_score_and_fills_the_other_guards(two_guard_policy: Path) -> None:
+    panel = GuardPanel(policy=two_guard_policy)
+    images = [scene(), np.zeros_like(scene())]
+    full = panel.score(images)
+    first = panel.guards[0]
+    inputs = {0: first.preprocess(images)}
+    got = panel.score_inputs(inputs, fill=full[1])
+    assert np.allclose(got[:, : len(first.categories)], full[:, : len(first.categories)], atol=1e-5)
+    # The second guard's columns repeat the fill row, as score(only=...) does.
+    assert np.array_equal(
+        got[:, len(first.categories) :], np.tile(full[1, len(first.categories) :], (2, 1))
+    )
+    with pytest.raises(ValueError, match="one batch size"):
+        panel.score_inputs({0: inputs[0], 1: inputs[0][:1]}, fill=full[0])

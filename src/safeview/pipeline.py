@@ -420,10 +420,14 @@ class Pipeline:
             with _timed(timings, "search"):
                 return self.search(*arguments, **extra)
 
+        full_render: list[Callable[[np.ndarray], np.ndarray]] = []  # bound on first use
+
         def render_full(chosen: list[int]) -> Rendered:
             with _timed(timings, "render"):
+                if not full_render:
+                    full_render.append(bind(renderer, loaded.pixels))
                 mask = _full_mask(labels, chosen, loaded.height, loaded.width)
-                rendered = renderer.render(loaded.pixels, mask)
+                rendered = full_render[0](mask)
                 return Rendered(mask, rendered, encode_image(rendered, fmt))
 
         def verify(outputs: list[Rendered]) -> np.ndarray:
@@ -911,9 +915,10 @@ class _Proxy:
 
     def coded_render(self, chosen: list[int]) -> np.ndarray:
         """The encoded image where it is kept and the encoded layer where ``chosen`` is hidden.
-        A JPEG codes each 8x8 block (16x16 with its colour) on its own, so this is the encoded
-        output exactly, but for the blocks a region's edge crosses; a lossless format is
-        exact. It lets the search see what encoding does to a flip."""
+        A JPEG codes each 8x8 block (16x16 with its colour) on its own, so this is close to the
+        encoded output: it differs in the blocks a region's edge crosses, and where the decoder
+        smooths colour across blocks; a lossless format is exact. It lets the search see what
+        encoding does to a flip."""
         image = self.coded_image
         assert self._coded is not None
         return composite(image, self._coded[1], self._mask(chosen))

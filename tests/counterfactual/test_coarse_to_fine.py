@@ -214,3 +214,58 @@ def test_a_large_gradient_flip_is_compared_with_the_hierarchys() -> None:
     assert taken.images_scored == sum(calls)
     with pytest.raises(ValueError, match="climb_above"):
         search(climb_above=1.5)
+
+
+def test_the_pruning_stops_at_its_pass_budget_and_the_flip_still_holds() -> None:
+    from safeview.counterfactual.coarse_to_fine import prune_units
+
+    # Eight units; any one of 2 and 5 hidden keeps the flip: six can go.
+    def score_sets(sets: list[list[int]]) -> np.ndarray:
+        p = np.array([float(not ({2, 5} & set(s))) for s in sets])
+        return np.stack([1 - p, p], axis=1)
+
+    def still(probs: np.ndarray) -> np.ndarray:
+        return probs[:, 1] >= 0.5
+
+    units = [[r] for r in range(8)]
+    area = np.ones(8)
+    start = score_sets([list(range(8))])[0]
+    stats = {"images": 0, "batches": 0}
+    free, _, _ = prune_units(score_sets, still, area, units, start, 4, stats)
+    assert len(free) == 1 and stats["images"] > 8
+    for budget in (0, 7):  # too few for a leave-one-out round of eight
+        stats = {"images": 0, "batches": 0}
+        kept, probs, _ = prune_units(
+            score_sets, still, area, units, start, 4, stats, budget=lambda b=budget: b
+        )
+        assert kept == list(range(8)) and stats["images"] == 0
+    stats = {"images": 0, "batches": 0}
+    left = [10]
+
+    def budget() -> int:
+        return max(0, left[0] - stats["images"])
+
+    kept, probs, _ = prune_units(score_sets, still, area, units, start, 4, stats, budget=budget)
+    assert stats["images"] <= 10 and len(kept) < 8 and not still(probs[None])[0]
+
+
+def test_prune_passes_bounds_the_search_and_is_checked() -> None:
+    unsafe = {0, 5, 10}
+    labels, attribution, predict, still_flagged, render, _ = _setup(
+        unsafe, [3, 0, 7, 5, 12, 10, 1, 2, 4, 6, 8, 9, 11, 13, 14, 15]
+    )
+    hierarchy = build_hierarchy(labels, np.zeros((*labels.shape, 3), np.uint8), attribution)
+
+    def search(passes: int | None) -> Counterfactual:
+        return coarse_to_fine_search(
+            predict, still_flagged, render, hierarchy, fine_budget=2, prune_passes=passes
+        )
+
+    bounded, free = search(0), search(None)
+    assert bounded.flipped and free.flipped
+    assert set(free.chosen) == unsafe
+    assert bounded.images_scored < free.images_scored
+    assert unsafe < set(bounded.chosen)  # still a flip, not polished
+    assert search(10_000).chosen == free.chosen
+    with pytest.raises(ValueError, match="prune_passes"):
+        search(-1)

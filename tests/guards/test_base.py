@@ -79,3 +79,14 @@ def test_a_copy_that_differs_is_not_used(monkeypatch: pytest.MonkeyPatch) -> Non
     guard.module = _Branchy()
     scores(guard, _images(3))
     assert _wait_built(guard) is guard.module  # checked on another batch size: kept eager
+
+
+@pytest.mark.parametrize("onnx", ["0", "1"])
+def test_scores_inputs_scores_what_scores_does(monkeypatch: pytest.MonkeyPatch, onnx: str) -> None:
+    monkeypatch.setenv("SAFEVIEW_ONNX", onnx)
+    guard = RedGuard()
+    images = [red_square_image(), np.zeros((40, 50, 3), np.uint8), red_square_image(size=64)]
+    expected = scores(guard, images, batch_size=2)
+    got = base.scores_inputs(guard, guard.preprocess(images), batch_size=2)
+    assert got.shape == expected.shape == (3, 2)
+    assert np.allclose(got, expected, atol=1e-5)

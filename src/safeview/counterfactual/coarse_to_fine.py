@@ -35,6 +35,8 @@ from safeview.counterfactual.greedy import (
 )
 from safeview.counterfactual.hierarchy import Hierarchy
 
+#: Candidates a search scores before its pruning stops (see ``prune_passes``).
+PRUNE_PASSES = 180
 #: Units one leave-one-out pruning round scores at most (one batch each; a larger set is pruned
 #: as groups of a coarser level first).
 MAX_PRUNE_UNITS = 24
@@ -82,8 +84,9 @@ def coarse_to_fine_search(
     max_fallbacks: int = 12,
     protected: np.ndarray | None = None,
     region_gradient: RegionGradient | None = None,
-    gradient_steps: int = 6,
+    gradient_steps: int = 5,
     climb_above: float = 0.1,
+    prune_passes: int | None = PRUNE_PASSES,
     score_sets: ScoreSets | None = None,
 ) -> Counterfactual:
     """Find a small set of fine regions whose obfuscation flips the decision.
@@ -123,12 +126,20 @@ def coarse_to_fine_search(
         (:func:`~safeview.counterfactual.gradient.gradient_search`) before climbing the
         hierarchy, which runs only if that finds no flip.
     gradient_steps:
-        Gradient steps at most (each one backward pass and one batch of candidates).
+        Gradient steps at most (each one backward pass and one batch of candidates). On the
+        200 BSDS500 photographs every gradient flip came within 5 steps (bench/README 9f); a
+        sixth step only delayed the hierarchy.
     climb_above:
         A gradient flip that still hides more than this fraction of the image once pruned is
         compared with the hierarchy's: the coarse-to-fine steps run too, and the smaller flip is
         kept (the other one is offered as a fallback). Growing by gradients adds regions a few
         at a time and can overshoot where the hierarchy would refine; 1.0 never climbs then.
+    prune_passes:
+        Pruning rounds start only while the search has scored fewer candidates than this (a
+        round that would pass it scores only what is left of it; ``None``: no bound). Finding
+        the flip is never cut short; only the polishing of a flip already found is, so a hard
+        image's cost stays bounded (bench/README section 9f) and the result is the same on any
+        machine.
     score_sets:
         Optional :data:`~safeview.counterfactual.greedy.ScoreSets` used instead of ``render``
         and ``predict`` (the pipeline's: candidates composed from the output's region deltas).
@@ -141,11 +152,16 @@ def coarse_to_fine_search(
         raise ValueError(f"fine_budget must be >= 0, got {fine_budget}")
     if not 0 <= climb_above <= 1:
         raise ValueError(f"climb_above must be in [0, 1], got {climb_above}")
+    if prune_passes is not None and prune_passes < 0:
+        raise ValueError(f"prune_passes must be >= 0 or None, got {prune_passes}")
     labels = hierarchy.labels
     shielded = protected_pixels(labels, protected)
     total = float(labels.size)
     sizes = hierarchy.sizes()
     stats = {"images": 0, "batches": 0}
+
+    def left() -> int | None:
+        return None if prune_passes is None else max(0, prune_passes - stats["images"])
 
     score = set_scorer(predict, render, labels, score_sets)
     order = [int(i) for i in np.argsort(-hierarchy.mean_attribution, kind="stable")]
@@ -190,6 +206,7 @@ def coarse_to_fine_search(
                     stats,
                     max_set=MAX_PRUNE_UNITS,
                     shielded=shielded,
+                    budget=left,
                 )
                 larger.extend(chain)
                 # Too many fine regions to prune one by one: pruned as groups of a coarser
@@ -334,6 +351,7 @@ def coarse_to_fine_search(
                     prune_levels,
                     stats,
                     shielded=shielded,
+                    budget=left,
                 )
                 larger.extend(chain)
         kept = len({int(groups[r]) for r in chosen})
@@ -382,6 +400,7 @@ def prune_units(
     stats: dict[str, int],
     max_set: int = 24,
     shielded: np.ndarray | None = None,
+    budget: Callable[[], int | None] | None = None,
 ) -> tuple[list[int], np.ndarray, list[list[int]]]:
     """Drop units (lists of fine regions) that are not needed to keep the flip; ``score_sets``
     scores the fine regions of each set obfuscated.
@@ -391,7 +410,9 @@ def prune_units(
     per fine region: the most protected first, then the largest), as far as the flip holds (their
     cumulative removals scored in a second batch), instead of one per round. Returns the
     remaining fine regions, their probabilities and every set passed through on the way (each a
-    flip, larger than the result)."""
+    flip, larger than the result). ``budget()``: how many more sets may be scored (``None``:
+    no bound); a round starts only if its leave-one-out batch fits, and its second batch is
+    cut to what is left."""
 
     def union(kept: list[list[int]]) -> list[int]:
         return sorted(r for unit in kept for r in unit)
@@ -406,6 +427,9 @@ def prune_units(
     for _ in range(max_rounds):
         if len(units) <= 1 or len(units) > max_set:
             break
+        allowed = budget() if budget is not None else None
+        if allowed is not None and allowed < len(units):
+            break
         alone, flags = score([union(units[:i] + units[i + 1 :]) for i in range(len(units))])
         removable = sorted(
             (i for i in range(len(units)) if not flags[i]),
@@ -417,8 +441,11 @@ def prune_units(
         if not removable:
             break
         drop, probs = [removable[0]], alone[removable[0]]
-        if len(removable) > 1:
+        if len(removable) > 1 and (budget is None or budget() != 0):
             cumulative = [removable[:k] for k in range(2, len(removable) + 1)]
+            allowed = budget() if budget is not None else None
+            if allowed is not None:
+                cumulative = cumulative[:allowed]
             sets = [union([u for j, u in enumerate(units) if j not in c]) for c in cumulative]
             together, flags = score(sets)
             for k in range(len(cumulative) - 1, -1, -1):

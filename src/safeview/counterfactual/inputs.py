@@ -99,15 +99,18 @@ class GuardDeltas:
         if len(used) == 0:
             return self.base.expand(len(weights), *self.base.shape[1:]).clone()
         self._ensure(used)
-        flat = self.deltas[used].reshape(len(used), -1)
-        mixed = weights[:, used].to(device=flat.device, dtype=flat.dtype) @ flat
+        if len(used) == self.regions:  # no copy of the deltas
+            flat, weights_used = self.deltas.reshape(self.regions, -1), weights
+        else:
+            flat, weights_used = self.deltas[used].reshape(len(used), -1), weights[:, used]
+        mixed = weights_used.to(device=flat.device, dtype=flat.dtype) @ flat
         return self.base + mixed.reshape(-1, *self.base.shape[1:])
 
     def sets(self, sets: list[list[int]]) -> torch.Tensor | None:
         """Inputs for candidate sets of regions hidden; ``None`` when the deltas are not to be
         trusted (:attr:`linear` is False)."""
         with torch.no_grad():
-            composed = self.inputs(set_weights(sets, self.regions))
+            composed = self._compose([sorted(set(int(r) for r in chosen)) for chosen in sets])
             if not self._checked and self.linear:
                 several = next((i for i, chosen in enumerate(sets) if len(set(chosen)) > 1), None)
                 if several is not None:
@@ -119,6 +122,37 @@ class GuardDeltas:
                     if not (np.isfinite(level) and level > 0 and error <= tolerance):
                         self.linear = False
         return composed if self.linear else None
+
+    def _compose(self, sets: list[list[int]]) -> torch.Tensor:
+        """``base`` plus the deltas of each set. Candidates in one batch mostly share their
+        regions (leave-one-out subsets, growing prefixes): the regions common to all are summed
+        once, and each candidate is made from that sum or from the union's, whichever is
+        fewer additions away."""
+        members = [set(chosen) for chosen in sets]
+        union = set().union(*members)
+        common = set.intersection(*members) if members else set()
+        self._ensure(np.array(sorted(union), dtype=np.int64))
+        low = self.base[0].clone()
+        for k in sorted(common):
+            low += self.deltas[k]
+        high = None
+        out = torch.empty((len(sets), *self.base.shape[1:]), dtype=self.base.dtype)
+        out = out.to(self.base.device)
+        for row, chosen in enumerate(members):
+            extra, missing = chosen - common, union - chosen
+            if len(extra) <= len(missing):
+                out[row] = low
+                for k in sorted(extra):
+                    out[row] += self.deltas[k]
+            else:
+                if high is None:
+                    high = low.clone()
+                    for k in sorted(union - common):
+                        high += self.deltas[k]
+                out[row] = high
+                for k in sorted(missing):
+                    out[row] -= self.deltas[k]
+        return out
 
     def all(self) -> GuardDeltas:
         """Every region's delta made (for the region gradients), then ``self``."""

@@ -59,6 +59,9 @@ ScoreOutput = Callable[[list[list[int]]], np.ndarray]
 WIDER_MARGINS = (0.1, 0.25)
 #: The largest margin a search is run with.
 MAX_MARGIN = 0.49
+#: Outputs the pruning of a flip that held only once grown scores at most (each one rendered,
+#: encoded, decoded and scored by every guard).
+OUTPUT_PRUNE_PASSES = 40
 #: Candidates rendered and verified per batch.
 VERIFY_BATCH = 4
 
@@ -115,13 +118,15 @@ def search_verified(
     repair_steps: int = 3,
     score_output: ScoreOutput | None = None,
     output_prune_rounds: int = 4,
+    output_prune_passes: int | None = OUTPUT_PRUNE_PASSES,
 ) -> Verified:
     """Run ``search`` (a :class:`~safeview.counterfactual.Search`; ``render`` obfuscates the
     working ``image``) with ``margin`` and verify its choice on the output (see the module
     docstring for what is tried when it does not hold). With ``region_gradient``, a choice that
     does not hold is first repaired: grown by region gradients for at most ``repair_steps``
     steps, each candidate verified on the output. With ``score_output``, a flip that held only
-    once enlarged is pruned on that output (at most ``output_prune_rounds`` rounds)."""
+    once enlarged is pruned on that output (at most ``output_prune_rounds`` rounds, and no
+    round starts past ``output_prune_passes`` outputs scored; ``None``: no bound)."""
     verify_passes = 0
 
     def run(margin: float) -> Counterfactual:
@@ -188,6 +193,11 @@ def search_verified(
             return held
         stats = {"images": 0, "batches": 0}
 
+        def left() -> int | None:
+            if output_prune_passes is None:
+                return None
+            return max(0, output_prune_passes - stats["images"])
+
         def still(scored: np.ndarray) -> np.ndarray:
             return flagged(scored, 0.0)
 
@@ -197,7 +207,14 @@ def search_verified(
             # rank first (the least attributed together), then what is left one by one.
             groups = _rank_groups(pruned, searched.mean_attribution, MAX_PRUNE_UNITS)
             pruned, probs, _ = prune_units(
-                score_output, still, searched.area, groups, probs, output_prune_rounds, stats
+                score_output,
+                still,
+                searched.area,
+                groups,
+                probs,
+                output_prune_rounds,
+                stats,
+                budget=left,
             )
         if 1 < len(pruned) <= MAX_PRUNE_UNITS:
             pruned, probs, _ = prune_units(
@@ -208,6 +225,7 @@ def search_verified(
                 probs,
                 output_prune_rounds,
                 stats,
+                budget=left,
             )
         verify_passes += stats["images"]
         smaller = len(pruned) < len(chosen)
@@ -304,6 +322,7 @@ def _grown(result: Counterfactual) -> list[list[int]]:
 
 __all__ = [
     "MAX_MARGIN",
+    "OUTPUT_PRUNE_PASSES",
     "VERIFY_BATCH",
     "WIDER_MARGINS",
     "Flagged",
