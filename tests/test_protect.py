@@ -57,16 +57,16 @@ def test_faces() -> Iterator[None]:
 
 
 FACE = (66, 30, 112, 84)  # x0, y0, x1, y1
-OUTSIDE = (20, 40, 38, 58)  # the red square beside the face
-INSIDE = (79, 52, 99, 72)  # the red square on the face
+OUTSIDE = (20, 40, 40, 60)  # the red square beside the face
+INSIDE = (80, 53, 98, 71)  # the red square on the face: the smaller
 
 
 def scene() -> np.ndarray:
-    """An 18 px red square, and a skin-coloured face with eyes and a 20 px red square on it."""
-    image = red_square_image(size=128, square=(40, 20, 18))
+    """A 20 px red square, and a skin-coloured face with eyes and an 18 px red square on it."""
+    image = red_square_image(size=128, square=(40, 20, 20))
     image[30:84, 66:112] = SKIN
     image[44:48, 74:78] = image[44:48, 100:104] = (40, 30, 30)  # eyes
-    image[52:72, 79:99] = (230, 20, 20)
+    image[53:71, 80:98] = (230, 20, 20)
     return image
 
 

@@ -269,3 +269,41 @@ def test_prune_passes_bounds_the_search_and_is_checked() -> None:
     assert search(10_000).chosen == free.chosen
     with pytest.raises(ValueError, match="prune_passes"):
         search(-1)
+
+
+def test_a_smaller_region_that_flips_alone_replaces_the_fine_prefix() -> None:
+    from safeview.counterfactual.hierarchy import Hierarchy
+
+    # The top-2 prefix (regions 0 and 1) flips; so does region 9 alone, ranked 10th, smaller.
+    labels = np.kron(np.arange(16).reshape(4, 4), np.ones((5, 5), dtype=int))
+    area = np.full(16, 25)
+    area[9] = 10
+    hierarchy = Hierarchy(
+        labels=labels,
+        levels=(np.arange(16), np.arange(16) // 4),
+        area=area,
+        mean_attribution=1.0 - np.arange(16) / 16,
+    )
+
+    def predict(masks: list[np.ndarray]) -> np.ndarray:
+        def hides(mask: np.ndarray, r: int) -> bool:
+            return bool(mask[labels == r].all())
+
+        p = np.array([float(not (hides(m, 9) or (hides(m, 0) and hides(m, 1)))) for m in masks])
+        return np.stack([1 - p, p], axis=1)
+
+    def search(fine_budget: int) -> Counterfactual:
+        return coarse_to_fine_search(
+            predict,
+            lambda probs: probs[:, 1] >= 0.5,
+            lambda m: m,
+            hierarchy,
+            fine_budget=fine_budget,
+        )
+
+    swapped = search(10)
+    assert swapped.flipped and swapped.chosen == [9]
+    assert [0, 1] in swapped.fallback_sets  # the prefix, larger, is offered if 9 does not hold
+    assert [s["stage"] for s in swapped.stages] == ["fine", "prune", "single"]
+    # Region 9 is not among the top 9: the prefix stays.
+    assert sorted(search(9).chosen) == [0, 1]

@@ -229,6 +229,35 @@ def coarse_to_fine_search(
             )
         return result(True, depth, unpruned, chosen, probs)
 
+    def smaller_single(found: Counterfactual) -> Counterfactual:
+        """``found``, or one region of the top ``fine_budget`` smaller than it that flips alone
+        (the smallest): a prefix flips with the regions ranked first, but the attribution's
+        ranking is not the guard's, and a smaller region further down may do alone."""
+        hidden = int(hierarchy.area[found.chosen].sum())
+        singles = sorted(
+            (
+                r
+                for r in order[:fine_budget]
+                if r not in found.chosen
+                and int(hierarchy.area[r]) < hidden
+                and (shielded is None or shielded[r] == 0)
+            ),
+            key=lambda r: (int(hierarchy.area[r]), r),
+        )
+        if not singles:
+            return found
+        before = stats["images"]
+        at, probs = _first_flip(
+            score, still_flagged, [[r] for r in singles], batch_size, batch_size, stats
+        )
+        kept = [singles[at]] if at >= 0 else list(found.chosen)
+        scored = stats["images"] - before
+        stages.append(_stage("single", 0, sizes[0], len(kept), scored, kept, hierarchy, total))
+        if at < 0:
+            return _rescored(found, stats)
+        larger.append(list(found.chosen))
+        return result(True, 1, kept, kept, probs)
+
     # 0. Fine: the paper's greedy prefixes of the finest regions, within a small budget.
     if fine_budget:
         prefixes = [order[:k] for k in range(1, min(fine_budget, len(order)) + 1)]
@@ -254,7 +283,7 @@ def coarse_to_fine_search(
         )
         if found >= 0:
             larger.extend(prefixes[found + 1 : found + 3])
-            return finish(prefixes[found], probs, found + 1)
+            return smaller_single(finish(prefixes[found], probs, found + 1))
 
     # 0b. Gradient: grow the set by region gradients, re-ranked at each step.
     by_gradient: Counterfactual | None = None
