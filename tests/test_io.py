@@ -181,3 +181,12 @@ def test_image_errors_are_typed_with_their_http_status(tmp_path: Path) -> None:
     assert type(other.value) is ImageInputError and other.value.http_status == 400
     for kind in (CorruptImageError, ImageTooLargeError, UnsupportedFormatError):
         assert issubclass(kind, ImageInputError) and issubclass(kind, ValueError)
+
+
+def test_an_unoptimised_jpeg_decodes_to_the_same_pixels() -> None:
+    rng = np.random.default_rng(3)
+    pixels = (rng.random((40, 56, 3)) * 255).astype(np.uint8)
+    optimised = encode_image(pixels, "JPEG")
+    quick = encode_image(pixels, "JPEG", optimize=False)
+    assert optimised != quick  # other Huffman tables
+    assert np.array_equal(decode_pixels(optimised), decode_pixels(quick))

@@ -438,7 +438,8 @@ class Pipeline:
             """The output hiding each set, encoded and decoded, scored by every guard."""
             with _timed(timings, "rescore"):
                 outputs = [proxy.render(chosen) for chosen in sets]
-                return panel.score([decode_pixels(encode_image(o, fmt)) for o in outputs])
+                coded = [encode_image(o, fmt, optimize=False) for o in outputs]
+                return panel.score([decode_pixels(data) for data in coded])
 
         working = segmented.working
         return search_verified(
@@ -907,7 +908,7 @@ class _Proxy:
             image = self.image
             layer = np.broadcast_to(self._renderer.layer(image), image.shape)
             self._coded = tuple(  # type: ignore[assignment]
-                decode_pixels(encode_image(np.ascontiguousarray(x), self.fmt))
+                decode_pixels(encode_image(np.ascontiguousarray(x), self.fmt, optimize=False))
                 for x in (image, layer)
             )
         assert self._coded is not None
