@@ -939,10 +939,9 @@ class _OutputDeltas:
         proxy: _Proxy,
     ) -> None:
         self._panel, self._active, self._judges, self._proxy = panel, active, judges, proxy
-        usable = is_layered(renderer) and not any(
+        self._usable = is_layered(renderer) and not any(
             getattr(judge.guard, "own_attribution", None) is not None for judge in judges
         )
-        self._usable = usable
         self._made: dict[int, GuardDeltas] | None = None
 
     def get(self) -> dict[int, GuardDeltas] | None:

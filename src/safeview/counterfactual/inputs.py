@@ -60,11 +60,14 @@ class GuardDeltas:
         regions: int,
         *,
         check: bool = True,
+        base: torch.Tensor | None = None,
     ) -> None:
         self._preprocess, self._render = preprocess, render
-        with torch.no_grad():
-            #: (1, C, H, W): the guard's input for the image with nothing hidden.
-            self.base = preprocess([original])
+        if base is None:
+            with torch.no_grad():
+                base = preprocess([original])
+        #: (1, C, H, W): the guard's input for the image with nothing hidden.
+        self.base = base
         #: (K, C, H, W): the input with region k hidden, minus ``base`` (where made).
         self.deltas = torch.empty(
             (regions, *self.base.shape[1:]), dtype=self.base.dtype, device=self.base.device
@@ -191,10 +194,10 @@ def guard_deltas(
     if regions < 1:
         return None
     with torch.no_grad():
-        size = preprocess([original]).numel()
-    if regions * size > MAX_DELTA_ELEMENTS:
+        base = preprocess([original])
+    if regions * base.numel() > MAX_DELTA_ELEMENTS:
         return None
-    return GuardDeltas(preprocess, original, render, regions, check=check)
+    return GuardDeltas(preprocess, original, render, regions, check=check, base=base)
 
 
 __all__ = [
