@@ -4,10 +4,12 @@ Two persistent worker processes, one importing safeview from ``--before`` (anoth
 ``src``) and one from this checkout's, take turns image by image (which goes first alternates),
 so both see the same machine load. Each image is safeguarded with the default options under the
 ``top1`` and ``target`` flip rules of ``bench_search.py``; the medians, maxima and obfuscated
-fractions of both are printed side by side.
+fractions of both are printed side by side. With ``--repeat N`` each image is timed N times on
+each side (the turns still alternate) and its median is taken, so that one slow moment of a
+shared machine is not read as a slow image.
 
     git worktree add ../wt-before <commit>
-    .venv/bin/python bench/bench_search_compare.py --before ../wt-before/src --every 2
+    .venv/bin/python bench/bench_search_compare.py --before ../wt-before/src --every 2 --repeat 3
 """
 
 from __future__ import annotations
@@ -62,8 +64,13 @@ def main() -> None:
     parser.add_argument("--before", type=Path, required=True, help="the other checkout's src")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--every", type=int, default=1, help="every N-th (rule, image) job")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="time each image N times a side (the median)"
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.repeat < 1:
+        sys.exit(f"error: --repeat must be >= 1, got {args.repeat}")
     if args.worker:
         worker()
         return
@@ -99,28 +106,43 @@ def main() -> None:
         return process
 
     workers = {"before": start(args.before), "after": start(SRC)}
+    for process in workers.values():  # a first search, untimed: numba compiles the segmenter
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(f"{jobs[0][0]} {jobs[0][1]} {jobs[0][2]}\n")
+        process.stdin.flush()
+        process.stdout.readline()
     results: dict[str, list[dict]] = {"before": [], "after": []}
     for index, (rule, path, target) in enumerate(jobs):
-        turn = ("before", "after") if index % 2 == 0 else ("after", "before")
-        for name in turn:
-            process = workers[name]
-            assert process.stdin is not None and process.stdout is not None
-            process.stdin.write(f"{rule} {path} {target}\n")
-            process.stdin.flush()
-            results[name].append({"rule": rule, **json.loads(process.stdout.readline())})
+        runs: dict[str, list[dict]] = {"before": [], "after": []}
+        for repeat in range(args.repeat):
+            first = (index * args.repeat + repeat) % 2 == 0
+            for name in ("before", "after") if first else ("after", "before"):
+                process = workers[name]
+                assert process.stdin is not None and process.stdout is not None
+                process.stdin.write(f"{rule} {path} {target}\n")
+                process.stdin.flush()
+                runs[name].append(json.loads(process.stdout.readline()))
+        for name, records in runs.items():
+            seconds = statistics.median(r["seconds"] for r in records)
+            results[name].append({"rule": rule, **records[0], "seconds": seconds})
         print(f"\r{index + 1}/{len(jobs)}", end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
-    print("| rule | code | images | seconds median | max | images over 2 s | obfuscated |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| rule | code | images | seconds median | max | images over 2 s | obfuscated "
+        "| forward passes median / max |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for rule in ("top1", "target"):
         for name in ("before", "after"):
             rows = [r for r in results[name] if r["rule"] == rule]
             if rows:
                 seconds = [r["seconds"] for r in rows]
+                passes = [r["passes"] for r in rows]
                 print(
                     f"| {rule} | {name} | {len(rows)} | {statistics.median(seconds):.3f} "
                     f"| {max(seconds):.2f} | {sum(s > 2 for s in seconds)} "
-                    f"| {100 * statistics.fmean(r['obfuscated'] for r in rows):.1f}% |"
+                    f"| {100 * statistics.fmean(r['obfuscated'] for r in rows):.1f}% "
+                    f"| {statistics.median(passes):.0f} / {max(passes)} |"
                 )
 
 

@@ -307,3 +307,70 @@ def test_a_smaller_region_that_flips_alone_replaces_the_fine_prefix() -> None:
     assert [s["stage"] for s in swapped.stages] == ["fine", "prune", "single"]
     # Region 9 is not among the top 9: the prefix stays.
     assert sorted(search(9).chosen) == [0, 1]
+
+
+def test_the_climbs_flip_is_pruned_only_when_it_could_be_the_smaller() -> None:
+    # Regions 5 and 10 both carry the decision. Gradients flip at {1, 2, 3, 5, 10}, pruned to
+    # {5, 10} (12.5%); the hierarchy, searched too (climb_above=0), refines to {0, 5, 10}
+    # (18.75%: 1.5x the gradient's pruned flip).
+    others = [r for r in range(16) if r not in (0, 5, 10, 1, 4, 6, 9, 14)]
+    labels, attribution, predict, still_flagged, render, calls = _setup(
+        {5, 10}, [0, 5, 10, 1, 4, 6, 9, 14, *others]
+    )
+    hierarchy = build_hierarchy(labels, np.zeros((*labels.shape, 3), np.uint8), attribution)
+
+    def gradient(chosen: list[int], slack: float) -> np.ndarray:
+        values = np.zeros(16)
+        values[[1, 2, 3, 5, 10]] = [-5.0, -4.0, -3.0, -2.0, -1.0]
+        return values
+
+    def search(**options: float) -> Counterfactual:
+        calls.clear()
+        return coarse_to_fine_search(
+            predict, still_flagged, render, hierarchy, fine_budget=1, region_gradient=gradient,
+            climb_above=0.0, prune_levels=0, **options,
+        )  # fmt: skip
+
+    default = search()
+    assert default.images_scored == sum(calls)
+    within_two = search(climb_prune_within=2.0)
+    prunes = [[s for s in r.stages if s["stage"] == "prune"] for r in (default, within_two)]
+    assert len(prunes[0]) == 1 and len(prunes[1]) == 2  # the gradient's flip only, or both
+    assert default.chosen == within_two.chosen == [5, 10]
+    assert default.images_scored < within_two.images_scored
+    assert [0, 5, 10] in default.fallback_sets  # the hierarchy's flip, offered unpruned
+    with pytest.raises(ValueError, match="climb_prune_within"):
+        search(climb_prune_within=-1.0)
+
+
+def _gradient_setup() -> tuple:
+    # The fine prefix misses region 5, and growing by (fake) region gradients flips at
+    # {1, 2, 3, 5} after one step.
+    labels, attribution, predict, still_flagged, render, _ = _setup(
+        {5}, [0, 5, *[r for r in range(16) if r not in (0, 5)]]
+    )
+    hierarchy = build_hierarchy(labels, np.zeros((*labels.shape, 3), np.uint8), attribution)
+
+    def gradient(chosen: list[int], slack: float) -> np.ndarray:
+        values = np.zeros(16)
+        values[[1, 2, 3, 5]] = [-4.0, -3.0, -2.0, -1.0]
+        return values
+
+    def search(**options: float) -> Counterfactual:
+        return coarse_to_fine_search(
+            predict, still_flagged, render, hierarchy, fine_budget=1, region_gradient=gradient,
+            **options,
+        )  # fmt: skip
+
+    return search
+
+
+def test_gradient_steps_count_against_the_pruning_budget() -> None:
+    search = _gradient_setup()
+    cheap = search(climb_above=1.0, prune_passes=20, gradient_cost=0)
+    costly = search(climb_above=1.0, prune_passes=20, gradient_cost=100)
+    assert cheap.chosen == [5]  # pruned
+    assert costly.chosen == [1, 2, 3, 5]  # a flip, not polished: the step spent the budget
+    assert costly.images_scored < cheap.images_scored
+    with pytest.raises(ValueError, match="gradient_cost"):
+        search(gradient_cost=-1)

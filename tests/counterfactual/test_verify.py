@@ -75,7 +75,9 @@ class Harness:
         p = np.array([self.on_output(set(s)) for s in sets])
         return np.stack([1 - p, p], axis=1)
 
-    def run(self, margin: float = 0.0, prune_on_output: bool = False):
+    def run(
+        self, margin: float = 0.0, prune_on_output: bool = False, cost_budget: int | None = None
+    ):
         def render(mask: np.ndarray) -> np.ndarray:
             return mask.astype(np.uint8)
 
@@ -84,7 +86,7 @@ class Harness:
         return search_verified(
             self.search, lambda images: np.zeros((len(images), 2)), self.flagged, render,
             self.render_full, self.verify, LABELS, np.zeros(LABELS.shape), image, margin=margin,
-            score_output=self.score_output if prune_on_output else None,
+            score_output=self.score_output if prune_on_output else None, cost_budget=cost_budget,
         )  # fmt: skip
 
 
@@ -125,6 +127,27 @@ def test_a_flip_that_held_only_once_enlarged_is_pruned_on_the_output() -> None:
     assert Harness(
         [([0], 0.3), ([0, 1, 2, 3, 4], 0.1)], lambda hidden: 0.1 if {1, 3} <= hidden else 0.9
     ).run().chosen == [0, 1, 2, 3, 4]
+
+
+def test_the_output_is_pruned_only_within_the_images_cost_budget() -> None:
+    from safeview.counterfactual.verify import COST_BUDGET, OUTPUT_COST
+
+    def harness() -> Harness:
+        return Harness(
+            [([0], 0.3), ([0, 1, 2, 3, 4], 0.1)], lambda hidden: 0.1 if {1, 3} <= hidden else 0.9
+        )
+
+    # Spent before pruning: the search's 10 candidates and two outputs (the first try, the
+    # fallback). A leave-one-out round of five outputs needs 10 more.
+    spent = 10 + 2 * OUTPUT_COST
+    short = harness()
+    assert short.run(prune_on_output=True, cost_budget=spent + 5 * OUTPUT_COST - 1).chosen == [
+        0, 1, 2, 3, 4,
+    ]  # fmt: skip
+    assert short.pruning == []
+    assert harness().run(prune_on_output=True, cost_budget=None).chosen == [1, 3]
+    assert spent + 20 * OUTPUT_COST < COST_BUDGET  # the default leaves this small case alone
+    assert harness().run(prune_on_output=True, cost_budget=COST_BUDGET).chosen == [1, 3]
 
 
 def test_a_pruned_flip_that_does_not_hold_on_the_real_output_is_not_kept() -> None:

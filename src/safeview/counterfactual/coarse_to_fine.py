@@ -36,7 +36,10 @@ from safeview.counterfactual.greedy import (
 from safeview.counterfactual.hierarchy import Hierarchy
 
 #: Candidates a search scores before its pruning stops (see ``prune_passes``).
-PRUNE_PASSES = 180
+PRUNE_PASSES = 190
+#: What one region-gradient step costs, in candidates scored (a forward and backward pass of
+#: the guard in torch against a batched onnxruntime forward pass: bench/README section 9g).
+GRADIENT_COST = 8
 #: Units one leave-one-out pruning round scores at most (one batch each; a larger set is pruned
 #: as groups of a coarser level first).
 MAX_PRUNE_UNITS = 24
@@ -84,9 +87,11 @@ def coarse_to_fine_search(
     max_fallbacks: int = 12,
     protected: np.ndarray | None = None,
     region_gradient: RegionGradient | None = None,
-    gradient_steps: int = 5,
+    gradient_steps: int = 4,
     climb_above: float = 0.1,
+    climb_prune_within: float = 1.3,
     prune_passes: int | None = PRUNE_PASSES,
+    gradient_cost: int = GRADIENT_COST,
     score_sets: ScoreSets | None = None,
 ) -> Counterfactual:
     """Find a small set of fine regions whose obfuscation flips the decision.
@@ -128,18 +133,25 @@ def coarse_to_fine_search(
     gradient_steps:
         Gradient steps at most (each one backward pass and one batch of candidates). On the
         200 BSDS500 photographs every gradient flip came within 5 steps (bench/README 9f); a
-        sixth step only delayed the hierarchy.
+        fifth step flipped 7 of 287 searches (the hierarchy's flip was smaller in 3 of them)
+        and cost the 8 it did not flip, the slowest images, one more step (bench/README 9g).
     climb_above:
         A gradient flip that still hides more than this fraction of the image once pruned is
         compared with the hierarchy's: the coarse-to-fine steps run too, and the smaller flip is
         kept (the other one is offered as a fallback). Growing by gradients adds regions a few
         at a time and can overshoot where the hierarchy would refine; 1.0 never climbs then.
+    climb_prune_within:
+        The hierarchy's flip found by that climb is pruned only when it hides at most this many
+        times the gradient flip's pruned area: pruning rarely shrinks a flip by more, and where
+        it cannot win it is the costliest step of a hard image (bench/README section 9g).
     prune_passes:
-        Pruning rounds start only while the search has scored fewer candidates than this (a
-        round that would pass it scores only what is left of it; ``None``: no bound). Finding
-        the flip is never cut short; only the polishing of a flip already found is, so a hard
-        image's cost stays bounded (bench/README section 9f) and the result is the same on any
-        machine.
+        Pruning rounds start only while the search has cost less than this, in candidates
+        scored, a region-gradient step counting ``gradient_cost`` (a round that would pass it
+        scores only what is left of it; ``None``: no bound). Finding the flip is never cut
+        short; only the polishing of a flip already found is, so a hard image's cost stays
+        bounded (bench/README sections 9f and 9g) and the result is the same on any machine.
+    gradient_cost:
+        What one region-gradient step counts against ``prune_passes``.
     score_sets:
         Optional :data:`~safeview.counterfactual.greedy.ScoreSets` used instead of ``render``
         and ``predict`` (the pipeline's: candidates composed from the output's region deltas).
@@ -152,6 +164,10 @@ def coarse_to_fine_search(
         raise ValueError(f"fine_budget must be >= 0, got {fine_budget}")
     if not 0 <= climb_above <= 1:
         raise ValueError(f"climb_above must be in [0, 1], got {climb_above}")
+    if climb_prune_within < 0:
+        raise ValueError(f"climb_prune_within must be >= 0, got {climb_prune_within}")
+    if gradient_cost < 0:
+        raise ValueError(f"gradient_cost must be >= 0, got {gradient_cost}")
     if prune_passes is not None and prune_passes < 0:
         raise ValueError(f"prune_passes must be >= 0 or None, got {prune_passes}")
     labels = hierarchy.labels
@@ -161,7 +177,10 @@ def coarse_to_fine_search(
     stats = {"images": 0, "batches": 0}
 
     def left() -> int | None:
-        return None if prune_passes is None else max(0, prune_passes - stats["images"])
+        if prune_passes is None:
+            return None
+        spent = stats["images"] + gradient_cost * stats.get("gradients", 0)
+        return max(0, prune_passes - spent)
 
     score = set_scorer(predict, render, labels, score_sets)
     order = [int(i) for i in np.argsort(-hierarchy.mean_attribution, kind="stable")]
@@ -396,9 +415,13 @@ def coarse_to_fine_search(
                 total,
             )
         )
-    by_hierarchy = finish(chosen, chosen_probs, depth)
     if by_gradient is None:
-        return by_hierarchy
+        return finish(chosen, chosen_probs, depth)
+    hidden_by_gradient = float(hierarchy.area[by_gradient.chosen].sum())
+    if float(hierarchy.area[chosen].sum()) <= climb_prune_within * hidden_by_gradient:
+        by_hierarchy = finish(chosen, chosen_probs, depth)
+    else:
+        by_hierarchy = result(True, depth, chosen, chosen, chosen_probs)
     # Both found a flip: keep the smaller, offer the other (and what it passed) as fallbacks.
     smaller, other = sorted(
         (by_gradient, by_hierarchy), key=lambda c: int(hierarchy.area[c.chosen].sum())

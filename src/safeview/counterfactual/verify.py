@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from safeview.counterfactual.coarse_to_fine import MAX_PRUNE_UNITS, prune_units
+from safeview.counterfactual.coarse_to_fine import GRADIENT_COST, MAX_PRUNE_UNITS, prune_units
 from safeview.counterfactual.gradient import RegionGradient, gradient_search
 from safeview.counterfactual.greedy import Counterfactual, Predict
 
@@ -62,6 +62,12 @@ MAX_MARGIN = 0.49
 #: Outputs the pruning of a flip that held only once grown scores at most (each one rendered,
 #: encoded, decoded and scored by every guard).
 OUTPUT_PRUNE_PASSES = 40
+#: What scoring one output costs, in the search's candidates (render, encode, decode, score).
+OUTPUT_COST = 2
+#: What one image's search and verification may cost in all, in the search's candidates (a
+#: region-gradient step counts ``GRADIENT_COST``, an output ``OUTPUT_COST``): no output pruning
+#: round starts past it.
+COST_BUDGET = 220
 #: Candidates rendered and verified per batch.
 VERIFY_BATCH = 4
 
@@ -119,14 +125,17 @@ def search_verified(
     score_output: ScoreOutput | None = None,
     output_prune_rounds: int = 4,
     output_prune_passes: int | None = OUTPUT_PRUNE_PASSES,
+    cost_budget: int | None = COST_BUDGET,
 ) -> Verified:
     """Run ``search`` (a :class:`~safeview.counterfactual.Search`; ``render`` obfuscates the
     working ``image``) with ``margin`` and verify its choice on the output (see the module
     docstring for what is tried when it does not hold). With ``region_gradient``, a choice that
     does not hold is first repaired: grown by region gradients for at most ``repair_steps``
     steps, each candidate verified on the output. With ``score_output``, a flip that held only
-    once enlarged is pruned on that output (at most ``output_prune_rounds`` rounds, and no
-    round starts past ``output_prune_passes`` outputs scored; ``None``: no bound)."""
+    once enlarged is pruned on that output (at most ``output_prune_rounds`` rounds; no round
+    starts past ``output_prune_passes`` outputs scored, or once the search and verification
+    together have cost ``cost_budget``, in the units of :data:`COST_BUDGET`; ``None``: no
+    bound)."""
     verify_passes = 0
 
     def run(margin: float) -> Counterfactual:
@@ -194,9 +203,12 @@ def search_verified(
         stats = {"images": 0, "batches": 0}
 
         def left() -> int | None:
-            if output_prune_passes is None:
-                return None
-            return max(0, output_prune_passes - stats["images"])
+            allowed = [] if output_prune_passes is None else [output_prune_passes - stats["images"]]
+            if cost_budget is not None:
+                spent = search_passes + GRADIENT_COST * gradient_passes
+                spent += OUTPUT_COST * (verify_passes + stats["images"])
+                allowed.append((cost_budget - spent) // OUTPUT_COST)
+            return max(0, min(allowed)) if allowed else None
 
         def still(scored: np.ndarray) -> np.ndarray:
             return flagged(scored, 0.0)
