@@ -98,6 +98,9 @@ def main() -> None:
         help="JSON options for every segmenter, e.g. '{\"n_segments\": 40}'",
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results/search.json"))
+    parser.add_argument(
+        "--device", default="cpu", help="the guard's device: cpu (the tables), cuda, or auto"
+    )
     args = parser.parse_args()
 
     import numpy as np
@@ -108,7 +111,8 @@ def main() -> None:
     images = sorted((args.data / "images" / "test").glob("*.jpg"))[: args.limit]
     if not images:
         sys.exit(f"error: no BSDS500 test images in {args.data}")
-    guard = load_guard("imagenet", "cpu")
+    guard = load_guard("imagenet", None if args.device == "auto" else args.device)
+    print(f"guard device: {guard.device}", file=sys.stderr)
     safeview.safeguard(images[0], guard=guard)  # warm-up
     top1 = {}
     for path in images:
