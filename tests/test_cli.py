@@ -214,6 +214,32 @@ def test_bad_segmenter_option_is_a_usage_error(tmp_path: Path) -> None:
     assert not (tmp_path / "o").exists()
 
 
+def test_search_options_are_checked_before_any_input_is_read(tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    for option, expected in (
+        ("climb_prune_within=-1", "climb_prune_within must be >= 0"),
+        ("prune_pases=100", "bad option for search"),
+        ("prune_passes", "search option 'prune_passes' is not KEY=VALUE"),
+    ):
+        result = runner.invoke(
+            app, ["safeguard", "x.jpg", "--search-option", option, "-o", str(out)]
+        )
+        assert result.exit_code == 2, result.output
+        assert expected in result.stderr
+        assert not out.exists()
+
+
+def test_search_option_values_parse_as_numbers_booleans_and_null() -> None:
+    from safeview.cli.common import parse_options
+
+    assert parse_options(["prune_passes=null", "fine_budget=8", "climb_above=0.2"], "search") == {
+        "prune_passes": None,
+        "fine_budget": 8,
+        "climb_above": 0.2,
+    }
+    assert parse_options(["prune=false", "x=None"]) == {"prune": False, "x": None}
+
+
 @pytest.mark.slow
 def test_bass_guided_from_the_cli(inputs: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"

@@ -374,3 +374,17 @@ def test_gradient_steps_count_against_the_pruning_budget() -> None:
     assert costly.images_scored < cheap.images_scored
     with pytest.raises(ValueError, match="gradient_cost"):
         search(gradient_cost=-1)
+
+
+def test_out_of_range_options_are_refused_when_the_search_is_made() -> None:
+    for options, name in (
+        ({"climb_prune_within": -1}, "climb_prune_within"),
+        ({"climb_above": 1.5}, "climb_above"),
+        ({"prune_passes": -1}, "prune_passes"),
+        ({"gradient_cost": float("nan")}, "gradient_cost"),
+        ({"gradient_steps": True}, "gradient_steps"),
+        ({"fine_budget": "10"}, "fine_budget"),
+    ):
+        with pytest.raises(ValueError, match=name):
+            make_search("coarse-to-fine", **options)
+    make_search("coarse-to-fine", prune_passes=None, climb_prune_within=0, gradient_cost=0)

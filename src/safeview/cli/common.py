@@ -99,13 +99,14 @@ def error(message: str) -> None:
     typer.echo(f"error: {message}", err=True)
 
 
-def parse_options(items: list[str]) -> dict[str, Any]:
-    """``["n_segments=40", "i_std=0.03"]`` -> ``{"n_segments": 40, "i_std": 0.03}``."""
+def parse_options(items: list[str], what: str = "segmenter") -> dict[str, Any]:
+    """``["n_segments=40", "i_std=0.03"]`` -> ``{"n_segments": 40, "i_std": 0.03}``; ``true`` and
+    ``false`` are booleans, ``null`` and ``none`` are None (``prune_passes=null``: no bound)."""
     options: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key.strip():
-            raise ValueError(f"segmenter option {item!r} is not KEY=VALUE")
+            raise ValueError(f"{what} option {item!r} is not KEY=VALUE")
         value: Any = raw.strip()
         for convert in (int, float):
             try:
@@ -115,6 +116,8 @@ def parse_options(items: list[str]) -> dict[str, Any]:
                 continue
         if isinstance(value, str) and value.lower() in ("true", "false"):
             value = value.lower() == "true"
+        elif isinstance(value, str) and value.lower() in ("null", "none"):
+            value = None
         options[key.strip()] = value
     return options
 

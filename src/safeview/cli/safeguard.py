@@ -176,6 +176,15 @@ def safeguard(
             help="KEY=VALUE passed to the segmenter, repeatable (e.g. n_segments=40, i_std=0.03).",
         ),
     ] = None,
+    search_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--search-option",
+            help="KEY=VALUE passed to the search, repeatable (coarse-to-fine: e.g. "
+            "prune_passes=100 to bound a hard image's cost lower, prune_passes=null for no "
+            "bound, fine_budget=10, gradient_steps=4, climb_above=0.1; README, Search).",
+        ),
+    ] = None,
     device: DeviceOption = "auto",
     batch_size: Annotated[
         int | None,
@@ -258,6 +267,7 @@ def safeguard(
             segmenter=segmenter,
             segmenter_options=parse_options(segmenter_option or []),
             search=search,
+            search_options=parse_options(search_option or [], "search"),
             style=style,
             threshold=threshold,
             max_regions=max_regions,

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from safeview.counterfactual.coarse_to_fine import coarse_to_fine_search
+from safeview.counterfactual.coarse_to_fine import check_options, coarse_to_fine_search
 from safeview.counterfactual.gradient import RegionGradient
 from safeview.counterfactual.greedy import (
     Counterfactual,
@@ -113,8 +113,14 @@ class SearchFactory:
     """``factory(**options) -> Search``: ``function`` with ``options`` bound, after checking them
     against ``allowed`` (the keyword-only parameters of the search and what it calls)."""
 
-    def __init__(self, name: str, function: Callable[..., Counterfactual], allowed: frozenset[str]):
-        self.name, self.function, self.allowed = name, function, allowed
+    def __init__(
+        self,
+        name: str,
+        function: Callable[..., Counterfactual],
+        allowed: frozenset[str],
+        check: Callable[..., None] | None = None,
+    ):
+        self.name, self.function, self.allowed, self.check = name, function, allowed, check
 
     def __call__(self, **options: Any) -> Search:
         unknown = sorted(set(options) - self.allowed)
@@ -123,6 +129,8 @@ class SearchFactory:
                 f"bad option for search {self.name!r}: {', '.join(unknown)} "
                 f"(available: {', '.join(sorted(self.allowed))})"
             )
+        if self.check is not None:
+            self.check(**options)
         search: Search = partial(self.function, **options)
         return search
 
@@ -132,7 +140,10 @@ SEARCHES: Registry[Search] = Registry("search", sort=False)
 SEARCHES.register(
     "coarse-to-fine",
     SearchFactory(
-        "coarse-to-fine", _coarse_to_fine, _keywords(_coarse_to_fine, coarse_to_fine_search)
+        "coarse-to-fine",
+        _coarse_to_fine,
+        _keywords(_coarse_to_fine, coarse_to_fine_search),
+        check_options,
     ),
 )
 SEARCHES.register("greedy", SearchFactory("greedy", _greedy, _keywords(greedy_search)))

@@ -45,6 +45,42 @@ GRADIENT_COST = 8
 MAX_PRUNE_UNITS = 24
 
 
+#: The numeric options of :func:`coarse_to_fine_search`: (least, most or None, None allowed).
+_BOUNDS: dict[str, tuple[float, float | None, bool]] = {
+    "start_regions": (1, None, False),
+    "batch_size": (1, None, False),
+    "fine_budget": (0, None, False),
+    "gradient_steps": (0, None, False),
+    "max_prune_rounds": (0, None, False),
+    "prune_levels": (0, None, False),
+    "max_fallbacks": (0, None, False),
+    "climb_above": (0, 1, False),
+    "climb_prune_within": (0, None, False),
+    "gradient_cost": (0, None, False),
+    "prune_passes": (0, None, True),
+}
+
+
+def check_options(**options: object) -> None:
+    """Raise ``ValueError`` naming the first of ``options`` (coarse-to-fine's, by name) that is
+    out of range; others are left to the search. Called when the search is made, so a bad value
+    is refused before any input is read, and by the search itself."""
+    for name, value in options.items():
+        if name not in _BOUNDS:
+            continue
+        least, most, nullable = _BOUNDS[name]
+        if value is None and nullable:
+            continue
+        inside = False
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            inside = least <= value <= (float("inf") if most is None else most)
+        if not inside:
+            allowed = f"in [{least:g}, {most:g}]" if most is not None else f">= {least:g}"
+            raise ValueError(
+                f"{name} must be {allowed}{' or None' if nullable else ''}, got {value!r}"
+            )
+
+
 def _first_flip(
     score: ScoreSets,
     still_flagged: StillFlagged,
@@ -157,20 +193,16 @@ def coarse_to_fine_search(
         Optional :data:`~safeview.counterfactual.greedy.ScoreSets` used instead of ``render``
         and ``predict`` (the pipeline's: candidates composed from the output's region deltas).
     """
-    if start_regions < 1:
-        raise ValueError(f"start_regions must be >= 1, got {start_regions}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if fine_budget < 0:
-        raise ValueError(f"fine_budget must be >= 0, got {fine_budget}")
-    if not 0 <= climb_above <= 1:
-        raise ValueError(f"climb_above must be in [0, 1], got {climb_above}")
-    if climb_prune_within < 0:
-        raise ValueError(f"climb_prune_within must be >= 0, got {climb_prune_within}")
-    if gradient_cost < 0:
-        raise ValueError(f"gradient_cost must be >= 0, got {gradient_cost}")
-    if prune_passes is not None and prune_passes < 0:
-        raise ValueError(f"prune_passes must be >= 0 or None, got {prune_passes}")
+    check_options(
+        start_regions=start_regions,
+        batch_size=batch_size,
+        fine_budget=fine_budget,
+        gradient_steps=gradient_steps,
+        climb_above=climb_above,
+        climb_prune_within=climb_prune_within,
+        gradient_cost=gradient_cost,
+        prune_passes=prune_passes,
+    )
     labels = hierarchy.labels
     shielded = protected_pixels(labels, protected)
     total = float(labels.size)
