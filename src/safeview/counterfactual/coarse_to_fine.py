@@ -45,19 +45,20 @@ GRADIENT_COST = 8
 MAX_PRUNE_UNITS = 24
 
 
-#: The numeric options of :func:`coarse_to_fine_search`: (least, most or None, None allowed).
-_BOUNDS: dict[str, tuple[float, float | None, bool]] = {
-    "start_regions": (1, None, False),
-    "batch_size": (1, None, False),
-    "fine_budget": (0, None, False),
-    "gradient_steps": (0, None, False),
-    "max_prune_rounds": (0, None, False),
-    "prune_levels": (0, None, False),
-    "max_fallbacks": (0, None, False),
-    "climb_above": (0, 1, False),
-    "climb_prune_within": (0, None, False),
-    "gradient_cost": (0, None, False),
-    "prune_passes": (0, None, True),
+#: The numeric options of :func:`coarse_to_fine_search`: least, most (None: no bound), whether
+#: None is allowed, whether it counts something (a whole number).
+_BOUNDS: dict[str, tuple[float, float | None, bool, bool]] = {
+    "start_regions": (1, None, False, True),
+    "batch_size": (1, None, False, True),
+    "fine_budget": (0, None, False, True),
+    "gradient_steps": (0, None, False, True),
+    "max_prune_rounds": (0, None, False, True),
+    "prune_levels": (0, None, False, True),
+    "max_fallbacks": (1, None, False, True),
+    "climb_above": (0, 1, False, False),
+    "climb_prune_within": (0, None, False, False),
+    "gradient_cost": (0, None, False, False),
+    "prune_passes": (0, None, True, True),
 }
 
 
@@ -68,16 +69,18 @@ def check_options(**options: object) -> None:
     for name, value in options.items():
         if name not in _BOUNDS:
             continue
-        least, most, nullable = _BOUNDS[name]
+        least, most, nullable, whole = _BOUNDS[name]
         if value is None and nullable:
             continue
         inside = False
         if isinstance(value, int | float) and not isinstance(value, bool):
             inside = least <= value <= (float("inf") if most is None else most)
+            inside = inside and (not whole or float(value).is_integer())
         if not inside:
+            kind = "a whole number " if whole else ""
             allowed = f"in [{least:g}, {most:g}]" if most is not None else f">= {least:g}"
             raise ValueError(
-                f"{name} must be {allowed}{' or None' if nullable else ''}, got {value!r}"
+                f"{name} must be {kind}{allowed}{' or None' if nullable else ''}, got {value!r}"
             )
 
 
