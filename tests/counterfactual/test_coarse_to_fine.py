@@ -388,7 +388,10 @@ def test_out_of_range_options_are_refused_when_the_search_is_made() -> None:
         with pytest.raises(ValueError, match=name):
             make_search("coarse-to-fine", **options)
     make_search("coarse-to-fine", prune_passes=None, climb_prune_within=0, gradient_cost=0)
+    make_search("coarse-to-fine", prune_passes=np.int64(100), climb_above=np.float32(0.2))
     with pytest.raises(ValueError, match=r"fine_budget must be a whole number >= 0, got 2\.5"):
         make_search("coarse-to-fine", fine_budget=2.5)
     with pytest.raises(ValueError, match="max_fallbacks"):
         make_search("coarse-to-fine", max_fallbacks=0)
+    with pytest.raises(ValueError, match="gradient_steps must be a whole number"):
+        make_search("coarse-to-fine", gradient_steps=1e9)

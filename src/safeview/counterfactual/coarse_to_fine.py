@@ -20,6 +20,7 @@ verifies the next ones (the coarse flip, the surest, comes last).
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Callable
 
 import numpy as np
@@ -73,9 +74,9 @@ def check_options(**options: object) -> None:
         if value is None and nullable:
             continue
         inside = False
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            inside = least <= value <= (float("inf") if most is None else most)
-            inside = inside and (not whole or float(value).is_integer())
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            inside = least <= float(value) <= (float("inf") if most is None else most)
+            inside = inside and (not whole or isinstance(value, numbers.Integral))
         if not inside:
             kind = "a whole number " if whole else ""
             allowed = f"in [{least:g}, {most:g}]" if most is not None else f">= {least:g}"
